@@ -1,0 +1,4 @@
+//! prism: one LLM inference engine for every GPU vendor (wgpu, HIP/CUDA) with a fast CPU reference.
+
+pub mod backend;
+pub mod engine;
