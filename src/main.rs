@@ -1,1 +1,310 @@
-fn main() {}
+//! The `prism` command line: `run`, `devices`, `bench`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use prism::backend::{self, BackendKind, BackendOptions};
+use prism::engine::bench::{self, BenchConfig};
+use prism::engine::config::GenerationDefaults;
+use prism::engine::generate::{Engine, EngineOptions, GenerateParams, ModelFiles};
+use prism::engine::sampling::SamplingParams;
+use prism::engine::tokenizer::ChatMessage;
+
+#[derive(Parser)]
+#[command(name = "prism", version, about = "LLM inference on every GPU vendor, and the CPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a completion and stream it to stdout (statistics go to stderr).
+    Run(RunArgs),
+    /// List every backend, its devices, and why an unavailable one cannot run.
+    Devices {
+        /// CPU threads to report (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Measure prefill (pp) and decode (tg) tokens/s, like llama-bench.
+    Bench(BenchArgs),
+}
+
+/// Where and how a model runs.
+#[derive(Args)]
+struct DeviceArgs {
+    /// Model: a Hugging Face directory (config.json, *.safetensors, tokenizer.json).
+    #[arg(long, short = 'm')]
+    model: PathBuf,
+    /// Backend to run on.
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    backend: BackendKind,
+    /// Device index within the backend.
+    #[arg(long, default_value_t = 0)]
+    device: usize,
+    /// CPU threads (0 = all cores).
+    #[arg(long, short = 't', default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    dev: DeviceArgs,
+    /// Most tokens to generate.
+    #[arg(long, short = 'n', default_value_t = 256)]
+    max_tokens: usize,
+    /// Sampling temperature; 0 is greedy. Default: the model's generation_config, else 0.8.
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Nucleus sampling: keep the most probable tokens up to this total probability.
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Keep only the K most probable tokens (0 = off).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Keep tokens at least this fraction as probable as the best one.
+    #[arg(long)]
+    min_p: Option<f32>,
+    /// Repetition penalty (1 = off).
+    #[arg(long)]
+    repeat_penalty: Option<f32>,
+    /// Presence penalty (OpenAI semantics).
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    /// Frequency penalty (OpenAI semantics).
+    #[arg(long, default_value_t = 0.0)]
+    frequency_penalty: f32,
+    /// Random seed: the same seed gives the same output on the same backend.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop when this string is generated (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Do not stop at EOS.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Send PROMPT as a user message through the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// System message for --chat.
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
+    /// Print the prompt and generated token ids as JSON on stderr.
+    #[arg(long)]
+    show_ids: bool,
+    /// The prompt ("-" reads standard input).
+    prompt: String,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    dev: DeviceArgs,
+    /// Prompt tokens of the prefill test (0 = skip).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    n_prompt: usize,
+    /// Generated tokens of the decode test (0 = skip).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    n_gen: usize,
+    /// Timed repetitions (after one warm-up).
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    reps: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run(a),
+        Command::Devices { threads } => devices(threads),
+        Command::Bench(a) => bench_cmd(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn open_model(path: &Path) -> Result<ModelFiles> {
+    ModelFiles::open(path).with_context(|| format!("loading model {}", path.display()))
+}
+
+fn start_engine(dev: &DeviceArgs, files: ModelFiles, context: usize) -> Result<Engine> {
+    let opts = BackendOptions { device: dev.device, threads: dev.threads };
+    let backend = backend::create(dev.backend, opts)?;
+    let info = backend.info();
+    tracing::info!(backend = info.backend, device = info.device, "backend ready");
+    let engine_opts = EngineOptions { context, ..EngineOptions::default() };
+    Ok(Engine::new(backend, files, engine_opts)?)
+}
+
+/// CLI flags first, then the model's generation_config, then llama.cpp's defaults.
+fn sampling_params(a: &RunArgs, d: &GenerationDefaults) -> SamplingParams {
+    let greedy_default = d.do_sample == Some(false);
+    let temperature = a
+        .temperature
+        .or(if greedy_default { Some(0.0) } else { d.temperature })
+        .unwrap_or(0.8);
+    SamplingParams {
+        temperature,
+        top_k: a.top_k.or(d.top_k).unwrap_or(40),
+        top_p: a.top_p.or(d.top_p).unwrap_or(0.95),
+        min_p: a.min_p.or(d.min_p).unwrap_or(0.05),
+        repetition_penalty: a.repeat_penalty.or(d.repetition_penalty).unwrap_or(1.0),
+        presence_penalty: a.presence_penalty,
+        frequency_penalty: a.frequency_penalty,
+        seed: a.seed,
+    }
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    let files = open_model(&a.dev.model)?;
+    let prompt = if a.prompt == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading the prompt from stdin")?
+    } else {
+        a.prompt.clone()
+    };
+    let tok = &files.tokenizer;
+    let prompt_ids = if a.chat {
+        let mut messages = Vec::new();
+        if let Some(system) = &a.system {
+            messages.push(ChatMessage { role: "system".into(), content: system.clone() });
+        }
+        messages.push(ChatMessage { role: "user".into(), content: prompt });
+        let rendered = tok.apply_chat_template(&messages, true)?;
+        tok.encode(&rendered, false)?
+    } else {
+        tok.encode(&prompt, true)?
+    };
+    let max_context = files.config.max_context;
+    if prompt_ids.len() + a.max_tokens > max_context {
+        bail!(
+            "prompt of {} tokens + --max-tokens {} exceeds the model's context of {max_context}",
+            prompt_ids.len(),
+            a.max_tokens
+        );
+    }
+    let params = GenerateParams {
+        max_tokens: a.max_tokens,
+        sampling: sampling_params(&a, &files.defaults),
+        stop: a.stop.clone(),
+        ignore_eos: a.ignore_eos,
+    };
+    let mut engine = start_engine(&a.dev, files, prompt_ids.len() + a.max_tokens)?;
+    let mut stdout = std::io::stdout().lock();
+    let out = engine.generate(&prompt_ids, &params, |piece| {
+        // A closed pipe (e.g. `| head`) is not an error worth crashing over.
+        let _ = stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush());
+    })?;
+    if stdout.is_terminal() && !out.text.ends_with('\n') {
+        let _ = writeln!(stdout);
+    }
+    drop(stdout);
+    if a.show_ids {
+        let ids = serde_json::json!({ "input_ids": out.prompt_ids, "generated_ids": out.ids });
+        eprintln!("ids: {ids}");
+    }
+    eprintln!(
+        "prompt: {} tokens, {:.1} tok/s | generated: {} tokens, {:.1} tok/s | finish: {:?} | {}",
+        out.prompt_ids.len(),
+        out.prefill_tps(),
+        out.ids.len(),
+        out.decode_tps(),
+        out.finish,
+        engine.backend.info().device,
+    );
+    Ok(())
+}
+
+fn devices(threads: usize) -> Result<()> {
+    for report in backend::probe_all(threads) {
+        match report.devices {
+            Ok(devs) => {
+                println!("{}: available", report.kind.name());
+                for (i, d) in devs.iter().enumerate() {
+                    println!("  [{i}] {d}");
+                }
+            }
+            Err(why) => println!("{}: not available: {why}", report.kind.name()),
+        }
+    }
+    Ok(())
+}
+
+fn bench_cmd(a: BenchArgs) -> Result<()> {
+    let files = open_model(&a.dev.model)?;
+    let (n_params, model_bytes) = files.weights.totals();
+    let context = a.n_prompt.max(a.n_gen).max(1);
+    let mut engine = start_engine(&a.dev, files, context)?;
+    let info = engine.backend.info();
+    let tests = usize::from(a.n_prompt > 0) + usize::from(a.n_gen > 0);
+    let bar = ProgressBar::new(((a.reps + 1) * tests) as u64).with_style(
+        ProgressStyle::with_template("{spinner} bench [{bar:30}] {pos}/{len} {msg}")
+            .expect("static template"),
+    );
+    let cfg = BenchConfig { n_prompt: a.n_prompt, n_gen: a.n_gen, reps: a.reps.max(1) };
+    let results = bench::run(&mut engine, cfg, |msg| {
+        bar.set_message(msg.to_string());
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let model_name = a.dev.model.display().to_string();
+    if a.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "model_filename": model_name,
+                    "model_size": model_bytes,
+                    "model_n_params": n_params,
+                    "backends": info.backend,
+                    "device": info.device,
+                    "n_threads": a.dev.threads,
+                    "test": r.test,
+                    "n_prompt": r.n_prompt,
+                    "n_gen": r.n_gen,
+                    "avg_ts": r.avg_ts,
+                    "stddev_ts": r.stddev_ts,
+                    "median_ts": r.median_ts,
+                    "min_ts": r.min_ts,
+                    "max_ts": r.max_ts,
+                    "samples_ts": r.samples_ts,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("model: {model_name} ({:.1} M params, {:.1} MB)", n_params as f64 / 1e6, model_bytes as f64 / 1e6);
+        println!("backend: {} — {}", info.backend, info.device);
+        println!("| test | median t/s | mean ± sd | min | max | reps |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for r in &results {
+            println!(
+                "| {} | {:.1} | {:.1} ± {:.1} | {:.1} | {:.1} | {} |",
+                r.test,
+                r.median_ts,
+                r.avg_ts,
+                r.stddev_ts,
+                r.min_ts,
+                r.max_ts,
+                r.samples_ts.len()
+            );
+        }
+    }
+    Ok(())
+}

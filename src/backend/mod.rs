@@ -320,3 +320,101 @@ pub trait Backend: Send {
     /// Waits for the recorded work and copies `out.len()` u32 elements from the start of `buf`.
     fn download_u32(&mut self, buf: BufId, out: &mut [u32]) -> Result<()>;
 }
+
+/// A backend selectable with `--backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// The best available: a GPU backend when one works, else the CPU.
+    Auto,
+    /// The multi-threaded SIMD CPU backend (the reference).
+    Cpu,
+    /// WGSL compute shaders through wgpu (Vulkan, Metal, DX12).
+    Wgpu,
+    /// HIP + rocBLAS on AMD GPUs.
+    Hip,
+    /// The HIP kernels compiled for NVIDIA (CUDA + cuBLAS).
+    Cuda,
+}
+
+impl BackendKind {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Cpu => "cpu",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Hip => "hip",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+
+    /// Every concrete backend, in the order `auto` tries them.
+    pub const CONCRETE: [BackendKind; 4] =
+        [BackendKind::Cuda, BackendKind::Hip, BackendKind::Wgpu, BackendKind::Cpu];
+}
+
+/// Options that shape a backend instance.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BackendOptions {
+    /// Device index within the backend.
+    pub device: usize,
+    /// CPU threads (0 = all cores).
+    pub threads: usize,
+}
+
+/// What `prism devices` prints for one backend.
+#[derive(Clone, Debug)]
+pub struct BackendReport {
+    /// The backend.
+    pub kind: BackendKind,
+    /// Its devices, or why it cannot run here.
+    pub devices: std::result::Result<Vec<String>, String>,
+}
+
+fn not_built(kind: BackendKind) -> String {
+    format!("the {} backend is not part of this build yet", kind.name())
+}
+
+/// Probes every backend: its devices, or the reason it is unavailable.
+pub fn probe_all(threads: usize) -> Vec<BackendReport> {
+    BackendKind::CONCRETE
+        .iter()
+        .map(|&kind| BackendReport {
+            kind,
+            devices: match kind {
+                BackendKind::Cpu => cpu::CpuBackend::new(threads)
+                    .map(|b| vec![b.info().device])
+                    .map_err(|e| e.to_string()),
+                _ => Err(not_built(kind)),
+            },
+        })
+        .collect()
+}
+
+/// Creates a backend; `Auto` takes the first concrete backend that starts.
+pub fn create(kind: BackendKind, opts: BackendOptions) -> Result<Box<dyn Backend>> {
+    match kind {
+        BackendKind::Auto => {
+            let mut reasons = Vec::new();
+            for k in BackendKind::CONCRETE {
+                match create(k, opts) {
+                    Ok(b) => return Ok(b),
+                    Err(e) => reasons.push(e.to_string()),
+                }
+            }
+            Err(BackendError::Unavailable { backend: "auto".into(), reason: reasons.join("; ") })
+        }
+        BackendKind::Cpu => {
+            if opts.device != 0 {
+                return Err(BackendError::Unavailable {
+                    backend: "cpu".into(),
+                    reason: format!("there is only device 0, not {}", opts.device),
+                });
+            }
+            Ok(Box::new(cpu::CpuBackend::new(opts.threads)?))
+        }
+        other => {
+            Err(BackendError::Unavailable { backend: other.name().into(), reason: not_built(other) })
+        }
+    }
+}

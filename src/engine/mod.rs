@@ -1,4 +1,10 @@
 //! The engine: model configuration, weight loading, the forward pass, tokenizer, sampling, generation.
 
+pub mod bench;
+pub mod config;
+pub mod generate;
+pub mod kv_cache;
+pub mod loader;
+pub mod model;
 pub mod sampling;
 pub mod tokenizer;
