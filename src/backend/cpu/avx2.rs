@@ -1,0 +1,91 @@
+//! AVX2 + FMA + F16C kernels (x86-64): vector helpers for [`simd_kernels!`]; 3×4 GEMM register tile.
+
+use std::arch::x86_64::*;
+
+use super::simd::{GemmArgs, Level, bf16_bits, f16_bits};
+
+type V = __m256;
+/// f32 lanes of one vector.
+const W: usize = 8;
+/// Tokens per GEMM register tile: 3×4 accumulators + 4 weight vectors + 1 = 17 ymm (one reload).
+const MR: usize = 3;
+/// Weight rows per GEMM register tile.
+const NR: usize = 4;
+
+super::kernels::simd_kernels!("avx2,fma,f16c", Level::Avx2);
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn zero() -> V {
+    _mm256_setzero_ps()
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn splat(v: f32) -> V {
+    _mm256_set1_ps(v)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fma(a: V, b: V, c: V) -> V {
+    _mm256_fmadd_ps(a, b, c)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn add(a: V, b: V) -> V {
+    _mm256_add_ps(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn ld(s: &[f32; W]) -> V {
+    // SAFETY: `s` is 8 readable f32; the load is unaligned.
+    unsafe { _mm256_loadu_ps(s.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn st(d: &mut [f32; W], v: V) {
+    // SAFETY: `d` is 8 writable f32; the store is unaligned.
+    unsafe { _mm256_storeu_ps(d.as_mut_ptr(), v) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn ld_f16(s: &[u16; W]) -> V {
+    // SAFETY: `s` is 16 readable bytes; the load is unaligned.
+    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(s.as_ptr().cast()) })
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn ld_bf16(s: &[u16; W]) -> V {
+    // SAFETY: `s` is 16 readable bytes; the load is unaligned.
+    let h = unsafe { _mm_loadu_si128(s.as_ptr().cast()) };
+    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum(v: V) -> f32 {
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2)))
+}
+
+/// Horizontal sums of four vectors, `[Σv0, Σv1, Σv2, Σv3]`, each summed in the same order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum4(v: &[V; 4]) -> [f32; 4] {
+    let t0 = _mm256_add_ps(_mm256_unpacklo_ps(v[0], v[1]), _mm256_unpackhi_ps(v[0], v[1]));
+    let t1 = _mm256_add_ps(_mm256_unpacklo_ps(v[2], v[3]), _mm256_unpackhi_ps(v[2], v[3]));
+    let s =
+        _mm256_add_ps(_mm256_shuffle_ps::<0b01_00_01_00>(t0, t1), _mm256_shuffle_ps::<0b11_10_11_10>(t0, t1));
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+    let mut out = [0f32; 4];
+    // SAFETY: `out` is 4 writable f32.
+    unsafe { _mm_storeu_ps(out.as_mut_ptr(), s4) };
+    out
+}

@@ -1,0 +1,91 @@
+//! AVX-512F kernels (x86-64): vector helpers for [`simd_kernels!`]; 6×4 GEMM register tile.
+
+use std::arch::x86_64::*;
+
+use super::simd::{GemmArgs, Level, bf16_bits, f16_bits};
+
+type V = __m512;
+/// f32 lanes of one vector.
+const W: usize = 16;
+/// Tokens (rows of `a`) per GEMM register tile: 6×4 accumulators + 4 weight vectors + 1 = 29 zmm.
+const MR: usize = 6;
+/// Weight rows per GEMM register tile.
+const NR: usize = 4;
+
+super::kernels::simd_kernels!("avx512f", Level::Avx512);
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn zero() -> V {
+    _mm512_setzero_ps()
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn splat(v: f32) -> V {
+    _mm512_set1_ps(v)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn fma(a: V, b: V, c: V) -> V {
+    _mm512_fmadd_ps(a, b, c)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn add(a: V, b: V) -> V {
+    _mm512_add_ps(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn ld(s: &[f32; W]) -> V {
+    // SAFETY: `s` is 16 readable f32; the load is unaligned.
+    unsafe { _mm512_loadu_ps(s.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn st(d: &mut [f32; W], v: V) {
+    // SAFETY: `d` is 16 writable f32; the store is unaligned.
+    unsafe { _mm512_storeu_ps(d.as_mut_ptr(), v) }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn ld_f16(s: &[u16; W]) -> V {
+    // SAFETY: `s` is 32 readable bytes; the load is unaligned.
+    _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(s.as_ptr().cast()) })
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn ld_bf16(s: &[u16; W]) -> V {
+    // SAFETY: `s` is 32 readable bytes; the load is unaligned.
+    let h = unsafe { _mm256_loadu_si256(s.as_ptr().cast()) };
+    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn hsum(v: V) -> f32 {
+    _mm512_reduce_add_ps(v)
+}
+
+/// Horizontal sums of four vectors, `[Σv0, Σv1, Σv2, Σv3]`, each summed in the same order.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn hsum4(v: &[V; 4]) -> [f32; 4] {
+    let t0 = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
+    let t1 = _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3]));
+    let s =
+        _mm512_add_ps(_mm512_shuffle_ps::<0b01_00_01_00>(t0, t1), _mm512_shuffle_ps::<0b11_10_11_10>(t0, t1));
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(s)));
+    let s8 = _mm256_add_ps(_mm512_castps512_ps256(s), hi);
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+    let mut out = [0f32; 4];
+    // SAFETY: `out` is 4 writable f32.
+    unsafe { _mm_storeu_ps(out.as_mut_ptr(), s4) };
+    out
+}

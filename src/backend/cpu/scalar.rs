@@ -1,0 +1,79 @@
+//! Portable kernels: the fallback on CPUs without a SIMD level, and the reference the SIMD ones are
+//! tested against.
+
+use super::simd::{GemmArgs, bf16_bits, f16_bits};
+
+/// Lanes of the independent accumulators (lets the compiler vectorize without reassociating).
+const L: usize = 8;
+
+#[inline]
+fn dot_conv<T: Copy>(x: &[f32], w: &[T], conv: impl Fn(T) -> f32) -> f32 {
+    let w = &w[..x.len()];
+    let mut acc = [0f32; L];
+    let (xc, xt) = x.as_chunks::<L>();
+    let (wc, wt) = w.as_chunks::<L>();
+    for (xv, wv) in xc.iter().zip(wc) {
+        for l in 0..L {
+            acc[l] += xv[l] * conv(wv[l]);
+        }
+    }
+    let mut s = acc.iter().sum::<f32>();
+    for (xv, wv) in xt.iter().zip(wt) {
+        s += xv * conv(*wv);
+    }
+    s
+}
+
+fn gemv<T: Copy>(x: &[f32], w: &[T], out: &mut [f32], conv: impl Fn(T) -> f32 + Copy) {
+    let cols = x.len();
+    for (r, o) in out.iter_mut().enumerate() {
+        *o = dot_conv(x, &w[r * cols..][..cols], conv);
+    }
+}
+
+pub fn gemv_f32(x: &[f32], w: &[f32], out: &mut [f32]) {
+    gemv(x, w, out, |v| v);
+}
+
+pub fn gemv_f16(x: &[f32], w: &[u16], out: &mut [f32]) {
+    gemv(x, w, out, f16_bits);
+}
+
+pub fn gemv_bf16(x: &[f32], w: &[u16], out: &mut [f32]) {
+    gemv(x, w, out, bf16_bits);
+}
+
+pub fn f16_to_f32(src: &[u16], out: &mut [f32]) {
+    for (o, s) in out.iter_mut().zip(src) {
+        *o = f16_bits(*s);
+    }
+}
+
+pub fn bf16_to_f32(src: &[u16], out: &mut [f32]) {
+    for (o, s) in out.iter_mut().zip(src) {
+        *o = bf16_bits(*s);
+    }
+}
+
+pub fn gemm(g: &GemmArgs, c: &mut [f32]) {
+    for i in 0..g.m {
+        let a = &g.a[i * g.lda..][..g.kc];
+        for j in 0..g.n {
+            c[i * g.ldc + j] += dot(a, &g.b[j * g.ldb..][..g.kc]);
+        }
+    }
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_conv(a, b, |v| v)
+}
+
+pub fn sum_sq(x: &[f32]) -> f32 {
+    dot_conv(x, x, |v| v)
+}
+
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yv, xv) in y.iter_mut().zip(x) {
+        *yv += a * xv;
+    }
+}

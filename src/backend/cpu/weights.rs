@@ -1,0 +1,161 @@
+//! Weight matrices of the CPU backend: parts stacked by rows, read in place from their host bytes.
+
+use crate::backend::{BackendError, DType, HostBytes, HostTensor, Result};
+
+/// Where a part's elements live: in the host bytes as given (mapped or owned, read in place), or in
+/// an aligned copy when those bytes are not aligned for the element type (or the host is big-endian).
+enum Store {
+    Host(HostBytes),
+    F32(Vec<f32>),
+    U16(Vec<u16>),
+}
+
+/// Elements of a part (or of a row range of it) in their stored dtype; 16-bit types as raw bits.
+#[derive(Clone, Copy)]
+pub enum View<'a> {
+    F32(&'a [f32]),
+    F16(&'a [u16]),
+    BF16(&'a [u16]),
+}
+
+impl<'a> View<'a> {
+    /// Elements `start..start + len`.
+    pub fn range(self, start: usize, len: usize) -> View<'a> {
+        match self {
+            View::F32(s) => View::F32(&s[start..][..len]),
+            View::F16(s) => View::F16(&s[start..][..len]),
+            View::BF16(s) => View::BF16(&s[start..][..len]),
+        }
+    }
+}
+
+/// One part of a weight (e.g. `wq` of `wq|wk|wv`): `rows` rows starting at global row `row0`.
+pub struct Part {
+    store: Store,
+    pub row0: usize,
+    pub rows: usize,
+}
+
+/// A weight matrix `[rows, cols]` made of parts stacked by rows, with an optional bias.
+pub struct CpuWeight {
+    pub name: String,
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    pub parts: Vec<Part>,
+    pub bias: Option<Vec<f32>>,
+}
+
+fn invalid(detail: String) -> BackendError {
+    BackendError::InvalidArgument { op: "upload_weight", detail }
+}
+
+fn oom(bytes: usize, what: &str) -> BackendError {
+    BackendError::OutOfMemory { backend: "cpu".into(), bytes: bytes as u64, what: what.into() }
+}
+
+/// Copies `n` little-endian elements of `size` bytes out of `bytes` into an owned, aligned vector.
+fn decode<T: Default + Clone>(
+    bytes: &[u8],
+    size: usize,
+    what: &str,
+    f: impl Fn(&[u8]) -> T,
+) -> Result<Vec<T>> {
+    let n = bytes.len() / size;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| oom(bytes.len(), what))?;
+    v.extend(bytes.chunks_exact(size).map(f));
+    Ok(v)
+}
+
+impl Part {
+    fn new(t: &HostTensor, row0: usize, rows: usize) -> Result<Part> {
+        let b: &[u8] = &t.bytes;
+        let in_place = cfg!(target_endian = "little")
+            && match t.dtype {
+                DType::F32 => bytemuck::try_cast_slice::<u8, f32>(b).is_ok(),
+                DType::F16 | DType::BF16 => bytemuck::try_cast_slice::<u8, u16>(b).is_ok(),
+            };
+        let store = if in_place {
+            Store::Host(t.bytes.clone())
+        } else {
+            match t.dtype {
+                DType::F32 => {
+                    Store::F32(decode(b, 4, &t.name, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))?)
+                }
+                DType::F16 | DType::BF16 => {
+                    Store::U16(decode(b, 2, &t.name, |c| u16::from_le_bytes([c[0], c[1]]))?)
+                }
+            }
+        };
+        Ok(Part { store, row0, rows })
+    }
+
+    /// All elements of the part.
+    pub fn view(&self, dtype: DType) -> View<'_> {
+        let (f, h): (&[f32], &[u16]) = match &self.store {
+            // Alignment was checked when the part was made and the bytes never move.
+            Store::Host(b) => (
+                bytemuck::try_cast_slice(b).unwrap_or_default(),
+                bytemuck::try_cast_slice(b).unwrap_or_default(),
+            ),
+            Store::F32(v) => (v, &[]),
+            Store::U16(v) => (&[], v),
+        };
+        match dtype {
+            DType::F32 => View::F32(f),
+            DType::F16 => View::F16(h),
+            DType::BF16 => View::BF16(h),
+        }
+    }
+}
+
+impl CpuWeight {
+    /// Checks the parts (one dtype, one column count, 2-D) and the bias, and keeps the bytes in place.
+    pub fn new(parts: &[HostTensor], bias: Option<&[f32]>) -> Result<CpuWeight> {
+        let first = parts.first().ok_or_else(|| invalid("no parts given".into()))?;
+        let name = parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("|");
+        let (dtype, cols) = (first.dtype, first.rows_cols().map_or(0, |(_, c)| c));
+        let mut stored = Vec::new();
+        let mut rows = 0usize;
+        for p in parts {
+            let Some((r, c)) = p.rows_cols() else {
+                return Err(invalid(format!("tensor {} has shape {:?}, not 2-D", p.name, p.shape)));
+            };
+            if p.dtype != dtype || c != cols {
+                return Err(invalid(format!(
+                    "tensor {} is {} [{r}, {c}] but {} is {dtype} [.., {cols}]",
+                    p.name, p.dtype, first.name
+                )));
+            }
+            if p.bytes.len() != r * c * dtype.size() {
+                return Err(invalid(format!(
+                    "tensor {} holds {} bytes, not {r}×{c} {dtype}",
+                    p.name,
+                    p.bytes.len()
+                )));
+            }
+            stored.push(Part::new(p, rows, r)?);
+            rows += r;
+        }
+        let bias = match bias {
+            None => None,
+            Some(b) if b.len() == rows => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(b.len()).map_err(|_| oom(b.len() * 4, &name))?;
+                v.extend_from_slice(b);
+                Some(v)
+            }
+            Some(b) => {
+                return Err(invalid(format!("bias of {name} has {} elements, not {rows} rows", b.len())));
+            }
+        };
+        Ok(CpuWeight { name, dtype, rows, cols, parts: stored, bias })
+    }
+
+    /// The part holding global row `r` and the row's index inside it.
+    pub fn locate(&self, r: usize) -> Option<(&Part, usize)> {
+        let i = self.parts.partition_point(|p| p.row0 + p.rows <= r);
+        self.parts.get(i).map(|p| (p, r - p.row0))
+    }
+}
