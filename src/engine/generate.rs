@@ -141,6 +141,7 @@ pub struct Engine {
     /// Sampling defaults of the model.
     pub defaults: GenerationDefaults,
     pub(crate) pool: BlockPool,
+    context: usize,
     logits: Vec<f32>, // [vocab]
 }
 
@@ -163,6 +164,7 @@ impl Engine {
             backend,
             logits: vec![0.0; files.config.vocab],
             pool: BlockPool::new(sizing.kv_blocks, sizing.block_size),
+            context,
             model,
             tokenizer: files.tokenizer,
             defaults: files.defaults,
@@ -171,7 +173,7 @@ impl Engine {
 
     /// Positions the KV cache holds for one sequence.
     pub fn context(&self) -> usize {
-        (self.pool.total_blocks() * self.pool.block_size()).min(self.model.cfg.max_context)
+        self.context
     }
 
     /// Generates from `prompt_ids`, calling `on_text` with each piece of text as soon as it is
@@ -323,6 +325,6 @@ impl Engine {
             return Ok(id[0]);
         }
         self.model.read_logits(self.backend.as_mut(), &mut self.logits)?;
-        Ok(sampler.sample(&mut self.logits, counts))
+        Ok(sampler.try_sample(&mut self.logits, counts)?)
     }
 }
