@@ -191,10 +191,9 @@ mod tests {
                         .map(|r| (0..cols).map(|c| (x[c] * wf[r * cols + c]).abs()).sum::<f32>())
                         .collect();
                     let (mut a, mut b) = (vec![0f32; rows], vec![0f32; rows]);
-                    for (name, f, g) in [
-                        ("f16", k.gemv_f16, SCALAR.gemv_f16),
-                        ("bf16", k.gemv_bf16, SCALAR.gemv_bf16),
-                    ] {
+                    for (name, f, g) in
+                        [("f16", k.gemv_f16, SCALAR.gemv_f16), ("bf16", k.gemv_bf16, SCALAR.gemv_bf16)]
+                    {
                         let w = if name == "f16" { &wh } else { &wb };
                         f(&x, w, &mut a);
                         g(&x, w, &mut b);

@@ -1,0 +1,743 @@
+//! Table-driven op tests over `&mut dyn Backend`: every op on seeded random inputs with odd sizes,
+//! checked against scalar f64 references ([`check_all_ops`]) or against another backend
+//! ([`compare_backends`]), plus argument errors that must be `InvalidArgument` ([`check_errors`]).
+
+#![allow(dead_code)]
+
+use half::{bf16, f16};
+use prism::backend::{
+    AttnShape, Backend, BackendError, BufId, DType, HostBytes, HostTensor, KvSpec, MatmulMode, StepBatch,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+type BResult<T> = Result<T, BackendError>;
+
+/// Largest normalized mean squared error `Σ(a−b)²/Σb²` an op may show.
+pub const MAX_NMSE: f64 = 1e-6;
+
+/// One op test: builds its inputs on a backend, runs the op, reads the result back.
+pub trait OpCase {
+    fn name(&self) -> String;
+    /// Runs the op on `b` and returns everything it produced, flattened.
+    fn run(&self, b: &mut dyn Backend) -> BResult<Vec<f32>>;
+    /// The same outputs from a naive scalar reference with f64 accumulation.
+    fn reference(&self) -> Vec<f64>;
+    /// Integer outputs (argmax) must match exactly rather than by NMSE.
+    fn exact(&self) -> bool {
+        false
+    }
+}
+
+/// `Σ(a−b)²/Σb²` (0 when both are all zero; infinite on a length mismatch or NaN).
+pub fn nmse(got: &[f32], want: &[f64]) -> f64 {
+    if got.len() != want.len() {
+        return f64::INFINITY;
+    }
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&a, &b) in got.iter().zip(want) {
+        num += (a as f64 - b).powi(2);
+        den += b * b;
+    }
+    let e = if den == 0.0 { num } else { num / den };
+    if e.is_nan() { f64::INFINITY } else { e }
+}
+
+fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+fn rand_vec(r: &mut ChaCha8Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| r.random_range(lo..hi)).collect()
+}
+
+/// `v` rounded to `dtype` (the values the backend will see) and its little-endian bytes.
+fn quantize(v: &[f32], dtype: DType) -> (Vec<f32>, Vec<u8>) {
+    match dtype {
+        DType::F32 => (v.to_vec(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        DType::F16 => {
+            let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+            (h.iter().map(|x| x.to_f32()).collect(), h.iter().flat_map(|x| x.to_le_bytes()).collect())
+        }
+        DType::BF16 => {
+            let h: Vec<bf16> = v.iter().map(|&x| bf16::from_f32(x)).collect();
+            (h.iter().map(|x| x.to_f32()).collect(), h.iter().flat_map(|x| x.to_le_bytes()).collect())
+        }
+    }
+}
+
+/// A weight of `parts` (rows each) × `cols`, random, rounded to `dtype`: host tensors + f32 values.
+fn make_weight(
+    r: &mut ChaCha8Rng,
+    name: &str,
+    dtype: DType,
+    parts: &[usize],
+    cols: usize,
+) -> (Vec<HostTensor>, Vec<f32>) {
+    let mut all = Vec::new();
+    let mut tensors = Vec::new();
+    for (i, &rows) in parts.iter().enumerate() {
+        let (vals, bytes) = quantize(&rand_vec(r, rows * cols, -1.0, 1.0), dtype);
+        let t =
+            HostTensor::new(&format!("{name}.{i}"), dtype, vec![rows, cols], HostBytes::Owned(bytes.into()));
+        tensors.push(t.expect("tensor bytes match shape"));
+        all.extend(vals);
+    }
+    (tensors, all)
+}
+
+/// A step of `n` tokens usable with any cache of ≥ 1 block: every token at position 0 of sequence 0.
+fn flat_step(tokens: &[u32], output_rows: &[u32]) -> StepBatch {
+    StepBatch {
+        tokens: tokens.to_vec(),
+        positions: vec![0; tokens.len()],
+        token_seq: vec![0; tokens.len()],
+        block_table_start: vec![0],
+        block_table_len: vec![1],
+        block_tables: vec![0],
+        output_rows: output_rows.to_vec(),
+    }
+}
+
+fn download(b: &mut dyn Backend, id: BufId, len: usize) -> BResult<Vec<f32>> {
+    let mut v = vec![0f32; len];
+    b.download(id, &mut v)?;
+    Ok(v)
+}
+
+// ---- matmul ------------------------------------------------------------------------------------
+
+struct Matmul {
+    dtype: DType,
+    parts: Vec<usize>,
+    cols: usize,
+    tokens: usize,
+    mode: MatmulMode,
+    tensors: Vec<HostTensor>,
+    w: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    x: Vec<f32>,
+    out0: Vec<f32>,
+}
+
+impl Matmul {
+    fn new(
+        seed: u64,
+        dtype: DType,
+        parts: &[usize],
+        cols: usize,
+        tokens: usize,
+        mode: MatmulMode,
+        bias: bool,
+    ) -> Self {
+        let mut r = rng(seed);
+        let (tensors, w) = make_weight(&mut r, "w", dtype, parts, cols);
+        let rows: usize = parts.iter().sum();
+        let bias = bias.then(|| rand_vec(&mut r, rows, -1.0, 1.0));
+        let x = rand_vec(&mut r, tokens * cols, -1.0, 1.0);
+        let out0 = rand_vec(&mut r, tokens * rows, -1.0, 1.0);
+        Matmul { dtype, parts: parts.to_vec(), cols, tokens, mode, tensors, w, bias, x, out0 }
+    }
+}
+
+impl OpCase for Matmul {
+    fn name(&self) -> String {
+        let b = if self.bias.is_some() { "+bias" } else { "" };
+        format!(
+            "matmul {} parts {:?} cols {} tokens {} {:?}{b}",
+            self.dtype, self.parts, self.cols, self.tokens, self.mode
+        )
+    }
+    fn run(&self, b: &mut dyn Backend) -> BResult<Vec<f32>> {
+        let w = b.upload_weight(&self.tensors, self.bias.as_deref())?;
+        let x = b.upload(&self.x)?;
+        let out = b.upload(&self.out0)?;
+        b.matmul(w, x, out, self.tokens, self.mode)?;
+        b.submit()?;
+        download(b, out, self.out0.len())
+    }
+    fn reference(&self) -> Vec<f64> {
+        let rows: usize = self.parts.iter().sum();
+        let mut out = vec![0f64; self.tokens * rows];
+        for t in 0..self.tokens {
+            for j in 0..rows {
+                let mut s: f64 = (0..self.cols)
+                    .map(|k| self.x[t * self.cols + k] as f64 * self.w[j * self.cols + k] as f64)
+                    .sum();
+                s += self.bias.as_ref().map_or(0.0, |b| b[j] as f64);
+                if self.mode == MatmulMode::Accumulate {
+                    s += self.out0[t * rows + j] as f64;
+                }
+                out[t * rows + j] = s;
+            }
+        }
+        out
+    }
+}
+
+// ---- embed -------------------------------------------------------------------------------------
+
+struct Embed {
+    dtype: DType,
+    dim: usize,
+    tensors: Vec<HostTensor>,
+    table: Vec<f32>,
+    tokens: Vec<u32>,
+    n: usize,
+}
+
+impl OpCase for Embed {
+    fn name(&self) -> String {
+        format!("embed {} dim {} tokens {}/{}", self.dtype, self.dim, self.n, self.tokens.len())
+    }
+    fn run(&self, b: &mut dyn Backend) -> BResult<Vec<f32>> {
+        let t = b.upload_weight(&self.tensors, None)?;
+        let out = b.alloc(self.n * self.dim)?;
+        b.set_step(&flat_step(&self.tokens, &[]))?;
+        b.embed(t, out, self.n)?;
+        download(b, out, self.n * self.dim)
+    }
+    fn reference(&self) -> Vec<f64> {
+        self.tokens[..self.n]
+            .iter()
+            .flat_map(|&t| self.table[t as usize * self.dim..][..self.dim].iter().map(|&v| v as f64))
+            .collect()
+    }
+}
+
+// ---- row-wise and element-wise -------------------------------------------------------------------
+
+struct RmsNorm {
+    rows: usize,
+    dim: usize,
+    x: Vec<f32>,
+    w: Vec<f32>,
+}
+
+impl OpCase for RmsNorm {
+    fn name(&self) -> String {
+        format!("rms_norm rows {} dim {}", self.rows, self.dim)
+    }
+    fn run(&self, b: &mut dyn Backend) -> BResult<Vec<f32>> {
+        let (x, w, out) = (b.upload(&self.x)?, b.upload(&self.w)?, b.alloc(self.x.len())?);
+        b.rms_norm(x, w, out, self.rows, self.dim, 1e-5)?;
+        download(b, out, self.x.len())
+    }
+    fn reference(&self) -> Vec<f64> {
+        let mut out = Vec::new();
+        for row in self.x.chunks(self.dim) {
+            let var = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / self.dim as f64;
+            let inv = 1.0 / (var + 1e-5f32 as f64).sqrt();
+            out.extend(row.iter().zip(&self.w).map(|(&v, &w)| w as f64 * (v as f64 * inv)));
+        }
+        out
+    }
+}
+
+struct SiluMul {
+    rows: usize,
+    ffn: usize,
+    gu: Vec<f32>,
+}
+
+impl OpCase for SiluMul {
+    fn name(&self) -> String {
+        format!("silu_mul rows {} ffn {}", self.rows, self.ffn)
+    }
+    fn run(&self, b: &mut dyn Backend) -> BResult<Vec<f32>> {
+        let (g, out) = (b.upload(&self.gu)?, b.alloc(self.rows * self.ffn)?);
+        b.silu_mul(g, out, self.rows, self.ffn)?;
+        download(b, out, self.rows * self.ffn)
+    }
+    fn reference(&self) -> Vec<f64> {
+        let mut out = Vec::new();
+        for row in self.gu.chunks(2 * self.ffn) {
+            let (g, u) = row.split_at(self.ffn);
+            out.extend(g.iter().zip(u).map(|(&g, &u)| g as f64 / (1.0 + (-g as f64).exp()) * u as f64));
+        }
+        out
+    }
+}
+
+struct Add {
+    a: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl OpCase for Add {
+    fn name(&self) -> String {
+        format!("add len {}", self.a.len())
+    }
+    fn run(&self, b: &mut dyn Backend) -> BResult<Vec<f32>> {
+        let (d, s) = (b.upload(&self.a)?, b.upload(&self.b)?);
+        b.add(d, s, self.a.len())?;
+        download(b, d, self.a.len())
+    }
+    fn reference(&self) -> Vec<f64> {
+        self.a.iter().zip(&self.b).map(|(&a, &b)| a as f64 + b as f64).collect()
+    }
+}
+
+/// `copy` of a range into the middle of another buffer, then `gather_rows` of the step's outputs.
+struct CopyGather {
+    src: Vec<f32>,
+    dst: Vec<f32>,
+    cols: usize,
+    rows: Vec<u32>,
+}
+
+impl OpCase for CopyGather {
+    fn name(&self) -> String {
+        format!("copy + gather_rows cols {} rows {:?}", self.cols, self.rows)
+    }
+    fn run(&self, b: &mut dyn Backend) -> BResult<Vec<f32>> {
+        let (s, d) = (b.upload(&self.src)?, b.upload(&self.dst)?);
+        b.copy(s, 3, d, 5, 11)?;
+        b.copy(d, 0, d, 20, 4)?;
+        let mut out = download(b, d, self.dst.len())?;
+        let tokens = vec![0u32; self.src.len() / self.cols];
+        b.set_step(&flat_step(&tokens, &self.rows))?;
+        let g = b.alloc(self.rows.len() * self.cols)?;
+        b.gather_rows(s, g, self.cols)?;
+        out.extend(download(b, g, self.rows.len() * self.cols)?);
+        Ok(out)
+    }
+    fn reference(&self) -> Vec<f64> {
+        let mut d = self.dst.clone();
+        d[5..16].copy_from_slice(&self.src[3..14]);
+        let head: Vec<f32> = d[..4].to_vec();
+        d[20..24].copy_from_slice(&head);
+        let mut out: Vec<f64> = d.iter().map(|&v| v as f64).collect();
+        for &r in &self.rows {
+            out.extend(self.src[r as usize * self.cols..][..self.cols].iter().map(|&v| v as f64));
+        }
+        out
+    }
+}
+
+struct Argmax {
+    rows: usize,
+    cols: usize,
+    x: Vec<f32>,
+}
+
+impl OpCase for Argmax {
+    fn name(&self) -> String {
+        format!("argmax rows {} cols {}", self.rows, self.cols)
+    }
+    fn run(&self, b: &mut dyn Backend) -> BResult<Vec<f32>> {
+        let (x, out) = (b.upload(&self.x)?, b.alloc_u32(self.rows)?);
+        b.argmax(x, out, self.rows, self.cols)?;
+        let mut v = vec![0u32; self.rows];
+        b.download_u32(out, &mut v)?;
+        Ok(v.into_iter().map(|i| i as f32).collect())
+    }
+    fn reference(&self) -> Vec<f64> {
+        self.x
+            .chunks(self.cols)
+            .map(|row| {
+                let mut best = 0;
+                let mut val = f32::NEG_INFINITY;
+                for (j, &v) in row.iter().enumerate() {
+                    if v > val {
+                        (best, val) = (j, v);
+                    }
+                }
+                best as f64
+            })
+            .collect()
+    }
+    fn exact(&self) -> bool {
+        true
+    }
+}
+
+// ---- rope_store_kv + attention -------------------------------------------------------------------
+
+/// Two steps over several sequences with paged, non-contiguous block tables: a prefill of every
+/// sequence (tokens interleaved), then a decode/chunk step at later positions. Each step runs
+/// `rope_store_kv` then `attention` in `layer` 1 of 2; outputs are the rotated queries and the
+/// attention outputs of both steps.
+struct Attention {
+    shape: AttnShape,
+    spec: KvSpec,
+    steps: Vec<StepBatch>,
+    qkv: Vec<Vec<f32>>,
+    inv_freq: Vec<f32>,
+}
+
+impl Attention {
+    fn new(seed: u64, heads: usize, kv_heads: usize, head_dim: usize, window: Option<u32>) -> Self {
+        let mut r = rng(seed);
+        let shape = AttnShape { heads, kv_heads, head_dim, scale: 1.0 / (head_dim as f32).sqrt(), window };
+        let spec = KvSpec { layers: 2, blocks: 16, block_size: 4, kv_heads, head_dim };
+        let tables: [&[u32]; 3] = [&[5, 2, 11], &[0, 9, 3, 14], &[12, 1]];
+        let mut block_tables = Vec::new();
+        let (mut start, mut len) = (Vec::new(), Vec::new());
+        for t in tables {
+            start.push(block_tables.len() as u32);
+            len.push(t.len() as u32);
+            block_tables.extend_from_slice(t);
+        }
+        let step = |toks: &[(u32, u32)]| StepBatch {
+            tokens: vec![1; toks.len()],
+            positions: toks.iter().map(|&(_, p)| p).collect(),
+            token_seq: toks.iter().map(|&(s, _)| s).collect(),
+            block_table_start: start.clone(),
+            block_table_len: len.clone(),
+            block_tables: block_tables.clone(),
+            output_rows: vec![],
+        };
+        // Prefill lengths 7, 9, 1, interleaved round-robin; then positions 7 | 9, 10 | 1.
+        let lens = [7u32, 9, 1];
+        let mut prefill = Vec::new();
+        for p in 0..9 {
+            for (s, &l) in lens.iter().enumerate() {
+                if p < l {
+                    prefill.push((s as u32, p));
+                }
+            }
+        }
+        let steps = vec![step(&prefill), step(&[(1, 9), (0, 7), (2, 1), (1, 10)])];
+        let qkv =
+            steps.iter().map(|s| rand_vec(&mut r, s.n_tokens() * shape.qkv_width(), -1.0, 1.0)).collect();
+        let inv_freq =
+            (0..head_dim / 2).map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / head_dim as f32)).collect();
+        Attention { shape, spec, steps, qkv, inv_freq }
+    }
+}
+
+/// A rotated key and its value, each `kv_width`.
+type KeyValue = (Vec<f64>, Vec<f64>);
+
+/// RoPE (rotate-half) of each head of `x` at `pos`, with the angle rounded to f32 as HF does.
+fn rope_ref(x: &[f32], pos: u32, inv_freq: &[f32], hd: usize) -> Vec<f64> {
+    let half = hd / 2;
+    let mut out = vec![0f64; x.len()];
+    for (h, o) in x.chunks(hd).zip(out.chunks_mut(hd)) {
+        for i in 0..half {
+            let a = (pos as f32 * inv_freq[i]) as f64;
+            let (c, s) = (a.cos(), a.sin());
+            o[i] = h[i] as f64 * c - h[i + half] as f64 * s;
+            o[i + half] = h[i + half] as f64 * c + h[i] as f64 * s;
+        }
+    }
+    out
+}
+
+impl OpCase for Attention {
+    fn name(&self) -> String {
+        let s = &self.shape;
+        format!(
+            "rope_store_kv + attention heads {} kv {} dim {} window {:?}",
+            s.heads, s.kv_heads, s.head_dim, s.window
+        )
+    }
+    fn run(&self, b: &mut dyn Backend) -> BResult<Vec<f32>> {
+        let kv = b.alloc_kv(self.spec)?;
+        let inv = b.upload(&self.inv_freq)?;
+        let mut res = Vec::new();
+        for (step, qkv) in self.steps.iter().zip(&self.qkv) {
+            let n = step.n_tokens();
+            let qw = self.shape.q_width();
+            b.set_step(step)?;
+            let (x, q, out) = (b.upload(qkv)?, b.alloc(n * qw)?, b.alloc(n * qw)?);
+            b.rope_store_kv(x, inv, q, kv, 1, self.shape, n)?;
+            b.attention(q, kv, 1, out, self.shape, n)?;
+            res.extend(download(b, q, n * qw)?);
+            res.extend(download(b, out, n * qw)?);
+        }
+        Ok(res)
+    }
+    fn reference(&self) -> Vec<f64> {
+        let s = &self.shape;
+        let (hd, qw, kw) = (s.head_dim, s.q_width(), s.kv_width());
+        // history[seq][pos] = (rotated k, v), each kv_width
+        let mut hist: Vec<Vec<Option<KeyValue>>> = vec![vec![None; 16]; 3];
+        let mut res = Vec::new();
+        for (step, qkv) in self.steps.iter().zip(&self.qkv) {
+            let n = step.n_tokens();
+            let mut qs = Vec::new();
+            for i in 0..n {
+                let row = &qkv[i * s.qkv_width()..][..s.qkv_width()];
+                let p = step.positions[i];
+                qs.push(rope_ref(&row[..qw], p, &self.inv_freq, hd));
+                let k = rope_ref(&row[qw..qw + kw], p, &self.inv_freq, hd);
+                let v = row[qw + kw..].iter().map(|&v| v as f64).collect();
+                hist[step.token_seq[i] as usize][p as usize] = Some((k, v));
+            }
+            res.extend(qs.iter().flatten());
+            for (i, q) in qs.iter().enumerate() {
+                let (seq, p) = (step.token_seq[i] as usize, step.positions[i] as usize);
+                let lo = s.window.map_or(0, |w| (p + 1).saturating_sub(w as usize));
+                for h in 0..s.heads {
+                    let kvh = h / (s.heads / s.kv_heads);
+                    let qh = &q[h * hd..][..hd];
+                    let entries: Vec<_> = (lo..=p).map(|j| hist[seq][j].as_ref().expect("stored")).collect();
+                    let scores: Vec<f64> = entries
+                        .iter()
+                        .map(|(k, _)| (0..hd).map(|d| qh[d] * k[kvh * hd + d]).sum::<f64>() * s.scale as f64)
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for d in 0..hd {
+                        res.push(entries.iter().zip(&e).map(|((_, v), w)| w / sum * v[kvh * hd + d]).sum());
+                    }
+                }
+            }
+        }
+        res
+    }
+}
+
+// ---- the table -----------------------------------------------------------------------------------
+
+/// Every op test case, each with its own seed (so two backends see the same inputs).
+pub fn cases() -> Vec<Box<dyn OpCase>> {
+    let mut v: Vec<Box<dyn OpCase>> = Vec::new();
+    let mut seed = 100;
+    let mut next = || {
+        seed += 1;
+        seed
+    };
+    let dtypes = [DType::F32, DType::F16, DType::BF16];
+    let modes = [MatmulMode::Overwrite, MatmulMode::Accumulate];
+    for (ci, cols) in [1, 7, 33, 257, 1000].into_iter().enumerate() {
+        for (ri, rows) in [1, 3, 17].into_iter().enumerate() {
+            for (ti, tokens) in [1, 2, 5, 13].into_iter().enumerate() {
+                let dtype = dtypes[(ci + ri + ti) % 3];
+                let mode = modes[(ri + ti) % 2];
+                let bias = (ci + ti) % 2 == 0;
+                v.push(Box::new(Matmul::new(next(), dtype, &[rows], cols, tokens, mode, bias)));
+            }
+        }
+    }
+    // Every dtype × mode with multi-part weights, on gemv and GEMM sizes, and blocks larger than one
+    // task (rows > 64, tokens > 48, k > 512).
+    for dtype in dtypes {
+        for mode in modes {
+            for (parts, cols, tokens) in [
+                (&[5, 3, 9][..], 33, 1),
+                (&[5, 3, 9][..], 257, 3),
+                (&[16, 7, 16][..], 100, 7),
+                (&[70, 3, 40][..], 1000, 61),
+                (&[130][..], 520, 4),
+            ] {
+                v.push(Box::new(Matmul::new(
+                    next(),
+                    dtype,
+                    parts,
+                    cols,
+                    tokens,
+                    mode,
+                    mode == MatmulMode::Accumulate,
+                )));
+            }
+        }
+    }
+    for dtype in dtypes {
+        for dim in [1, 33, 257] {
+            let mut r = rng(next());
+            let (tensors, table) = make_weight(&mut r, "embed", dtype, &[20, 17], dim);
+            let tokens: Vec<u32> = (0..7).map(|_| r.random_range(0..37)).chain([36, 0, 19, 20]).collect();
+            v.push(Box::new(Embed { dtype, dim, tensors, table, tokens, n: 9 }));
+        }
+    }
+    for rows in [1, 3, 17] {
+        for dim in [1, 7, 33, 257, 1000] {
+            let mut r = rng(next());
+            let x = rand_vec(&mut r, rows * dim, -3.0, 3.0);
+            v.push(Box::new(RmsNorm { rows, dim, x, w: rand_vec(&mut r, dim, 0.5, 1.5) }));
+            let gu = rand_vec(&mut r, rows * 2 * dim, -8.0, 8.0);
+            v.push(Box::new(SiluMul { rows, ffn: dim, gu }));
+        }
+    }
+    for len in [1, 7, 1000, 100_003] {
+        let mut r = rng(next());
+        v.push(Box::new(Add { a: rand_vec(&mut r, len, -1.0, 1.0), b: rand_vec(&mut r, len, -1.0, 1.0) }));
+    }
+    {
+        let mut r = rng(next());
+        let (cols, n) = (33, 6);
+        let src = rand_vec(&mut r, n * cols, -1.0, 1.0);
+        let dst = rand_vec(&mut r, 40, -1.0, 1.0);
+        v.push(Box::new(CopyGather { src, dst, cols, rows: vec![3, 0, 5, 3] }));
+    }
+    for (rows, cols) in [(1, 1), (3, 257), (5, 1000)] {
+        let mut r = rng(next());
+        let mut x = rand_vec(&mut r, rows * cols, -1.0, 1.0);
+        if cols > 10 {
+            x[cols + 7] = 5.0; // a tie in row 1: the first index wins
+            x[cols + 9] = 5.0;
+            x[2 * cols + 1] = f32::NAN; // NaN never wins
+            x[2 * cols + 2] = 4.0;
+        }
+        v.push(Box::new(Argmax { rows, cols, x }));
+    }
+    v.push(Box::new(Attention::new(next(), 4, 2, 16, None)));
+    v.push(Box::new(Attention::new(next(), 6, 2, 12, Some(5))));
+    v.push(Box::new(Attention::new(next(), 2, 2, 64, Some(3))));
+    v.push(Box::new(Attention::new(next(), 3, 1, 34, None)));
+    v
+}
+
+/// Runs every case on `b` and checks it against the scalar reference; panics listing all failures.
+pub fn check_all_ops(b: &mut dyn Backend) {
+    let mut failures = Vec::new();
+    let cases = cases();
+    for c in &cases {
+        let want = c.reference();
+        match c.run(b) {
+            Err(e) => failures.push(format!("{}: error {e}", c.name())),
+            Ok(got) if c.exact() => {
+                if got.iter().zip(&want).any(|(&g, &w)| g as f64 != w) || got.len() != want.len() {
+                    failures.push(format!("{}: got {got:?}, want {want:?}", c.name()));
+                }
+            }
+            Ok(got) => {
+                let e = nmse(&got, &want);
+                if e > MAX_NMSE {
+                    failures.push(format!("{}: nmse {e:e}", c.name()));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} op cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// Runs every case on `b` and on `reference` (the CPU backend) and compares them by NMSE.
+pub fn compare_backends(b: &mut dyn Backend, reference: &mut dyn Backend) {
+    let mut failures = Vec::new();
+    let cases = cases();
+    for c in &cases {
+        match (c.run(b), c.run(reference)) {
+            (Ok(got), Ok(want)) => {
+                let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+                let e = nmse(&got, &want);
+                let bad = if c.exact() { e != 0.0 } else { e > MAX_NMSE };
+                if bad {
+                    failures.push(format!("{}: nmse {e:e} against {}", c.name(), reference.info().backend));
+                }
+            }
+            (g, w) => failures.push(format!("{}: errors {:?} / {:?}", c.name(), g.err(), w.err())),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} op cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+// ---- argument errors -----------------------------------------------------------------------------
+
+fn expect_invalid<T: std::fmt::Debug>(what: &str, r: BResult<T>, failures: &mut Vec<String>) {
+    match r {
+        Err(BackendError::InvalidArgument { .. }) => {}
+        other => failures.push(format!("{what}: expected InvalidArgument, got {other:?}")),
+    }
+}
+
+/// Wrong lengths, unknown ids, aliasing and inconsistent shapes must give `InvalidArgument`.
+pub fn check_errors(b: &mut dyn Backend) {
+    let mut f = Vec::new();
+    let mut r = rng(7);
+    let (tensors, _) = make_weight(&mut r, "w", DType::F16, &[4, 3], 8);
+    let w = b.upload_weight(&tensors, None).expect("weight");
+    let x = b.alloc(2 * 8).expect("alloc");
+    let out = b.alloc(2 * 7).expect("alloc");
+    let small = b.alloc(5).expect("alloc");
+    let idx = b.alloc_u32(4).expect("alloc");
+    let bogus = BufId(9999);
+
+    // matmul
+    expect_invalid("matmul x too short", b.matmul(w, small, out, 2, MatmulMode::Overwrite), &mut f);
+    expect_invalid("matmul out too short", b.matmul(w, x, small, 2, MatmulMode::Overwrite), &mut f);
+    expect_invalid("matmul x == out", b.matmul(w, x, x, 1, MatmulMode::Overwrite), &mut f);
+    expect_invalid(
+        "matmul unknown weight",
+        b.matmul(prism::backend::WeightId(777), x, out, 1, MatmulMode::Overwrite),
+        &mut f,
+    );
+    expect_invalid("matmul unknown buffer", b.matmul(w, bogus, out, 1, MatmulMode::Overwrite), &mut f);
+    expect_invalid("matmul u32 input", b.matmul(w, idx, out, 1, MatmulMode::Overwrite), &mut f);
+    expect_invalid("matmul overflowing rows", b.matmul(w, x, out, usize::MAX, MatmulMode::Overwrite), &mut f);
+    // upload_weight
+    let (t8, _) = make_weight(&mut r, "a", DType::F16, &[2], 8);
+    let (t9, _) = make_weight(&mut r, "b", DType::F16, &[2], 9);
+    let (tb, _) = make_weight(&mut r, "c", DType::BF16, &[2], 8);
+    expect_invalid("upload_weight cols differ", b.upload_weight(&[t8.clone(), t9].concat(), None), &mut f);
+    expect_invalid("upload_weight dtypes differ", b.upload_weight(&[t8.clone(), tb].concat(), None), &mut f);
+    expect_invalid("upload_weight bias length", b.upload_weight(&t8, Some(&[1.0; 3])), &mut f);
+    expect_invalid("upload_weight no parts", b.upload_weight(&[], None), &mut f);
+    // element-wise
+    expect_invalid("rms_norm in place", b.rms_norm(x, small, x, 2, 5, 1e-5), &mut f);
+    expect_invalid("rms_norm weight short", b.rms_norm(x, small, out, 1, 8, 1e-5), &mut f);
+    expect_invalid("rms_norm x short", b.rms_norm(small, x, out, 2, 5, 1e-5), &mut f);
+    expect_invalid("silu_mul gate_up short", b.silu_mul(small, out, 1, 3), &mut f);
+    expect_invalid("silu_mul in place", b.silu_mul(x, x, 1, 4), &mut f);
+    expect_invalid("add too long", b.add(x, small, 6), &mut f);
+    expect_invalid("add same buffer", b.add(x, x, 4), &mut f);
+    expect_invalid("add unknown", b.add(x, bogus, 1), &mut f);
+    expect_invalid("copy past end", b.copy(small, 3, x, 0, 3), &mut f);
+    expect_invalid("copy dst past end", b.copy(x, 0, small, 4, 2), &mut f);
+    expect_invalid("copy overlap", b.copy(x, 0, x, 2, 4), &mut f);
+    expect_invalid("copy overflow", b.copy(x, usize::MAX, out, 0, 2), &mut f);
+    expect_invalid("argmax out f32", b.argmax(x, out, 2, 8), &mut f);
+    expect_invalid("argmax out short", b.argmax(x, idx, 5, 2), &mut f);
+    expect_invalid("argmax x short", b.argmax(small, idx, 2, 8), &mut f);
+    expect_invalid("download too long", b.download(small, &mut [0.0; 6]), &mut f);
+    expect_invalid("download u32 as f32", b.download(idx, &mut [0.0; 1]), &mut f);
+    expect_invalid("download_u32 of f32", b.download_u32(x, &mut [0; 1]), &mut f);
+    // step and cache
+    let spec = KvSpec { layers: 2, blocks: 4, block_size: 2, kv_heads: 1, head_dim: 4 };
+    let kv = b.alloc_kv(spec).expect("kv");
+    expect_invalid("set_step bad block", b.set_step(&StepBatch::single(&[1, 2], 0, &[4])), &mut f);
+    expect_invalid(
+        "set_step position past blocks",
+        b.set_step(&StepBatch::single(&[1, 2, 3], 0, &[1])),
+        &mut f,
+    );
+    b.set_step(&StepBatch::single(&[1, 2], 0, &[3])).expect("valid step");
+    let shape = AttnShape { heads: 2, kv_heads: 1, head_dim: 4, scale: 0.5, window: None };
+    let qkv = b.alloc(2 * shape.qkv_width()).expect("alloc");
+    let inv = b.upload(&[1.0, 0.1]).expect("upload");
+    let q = b.alloc(2 * shape.q_width()).expect("alloc");
+    let ao = b.alloc(2 * shape.q_width()).expect("alloc");
+    b.rope_store_kv(qkv, inv, q, kv, 1, shape, 2).expect("valid rope_store_kv");
+    b.attention(q, kv, 1, ao, shape, 2).expect("valid attention");
+    expect_invalid("rope layer", b.rope_store_kv(qkv, inv, q, kv, 2, shape, 2), &mut f);
+    expect_invalid(
+        "rope unknown kv",
+        b.rope_store_kv(qkv, inv, q, prism::backend::KvId(55), 0, shape, 2),
+        &mut f,
+    );
+    expect_invalid("rope n > step", b.rope_store_kv(qkv, inv, q, kv, 0, shape, 3), &mut f);
+    expect_invalid("rope qkv short", b.rope_store_kv(small, inv, q, kv, 0, shape, 2), &mut f);
+    expect_invalid("rope in place", b.rope_store_kv(qkv, inv, qkv, kv, 0, shape, 2), &mut f);
+    let odd = AttnShape { heads: 3, kv_heads: 2, head_dim: 4, ..shape };
+    expect_invalid("rope heads % kv_heads", b.rope_store_kv(qkv, inv, q, kv, 0, odd, 1), &mut f);
+    let other = AttnShape { head_dim: 2, ..shape };
+    expect_invalid("attention shape vs cache", b.attention(q, kv, 0, ao, other, 2), &mut f);
+    expect_invalid("attention layer", b.attention(q, kv, 5, ao, shape, 2), &mut f);
+    expect_invalid("attention in place", b.attention(q, kv, 0, q, shape, 2), &mut f);
+    expect_invalid("attention out short", b.attention(q, kv, 0, small, shape, 2), &mut f);
+    expect_invalid("embed token >= vocab", b.embed(w, out, 2), &mut f);
+    b.set_step(&StepBatch::single(&[1, 2], 0, &[3])).expect("valid step");
+    let (emb, _) = make_weight(&mut r, "emb", DType::F32, &[3], 4);
+    let e = b.upload_weight(&emb, None).expect("embed table");
+    expect_invalid("embed n > step", b.embed(e, out, 3), &mut f);
+    expect_invalid("embed out short", b.embed(e, small, 2), &mut f);
+    expect_invalid("gather_rows dst short", b.gather_rows(x, small, 6), &mut f);
+    expect_invalid("gather_rows same buffer", b.gather_rows(x, x, 2), &mut f);
+    assert!(f.is_empty(), "{} error checks failed:\n{}", f.len(), f.join("\n"));
+}
