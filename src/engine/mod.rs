@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod config;
 pub mod generate;
+pub mod gguf;
 pub mod kv_cache;
 pub mod loader;
 pub mod model;
