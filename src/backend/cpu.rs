@@ -287,7 +287,12 @@ impl Backend for CpuBackend {
     }
 
     fn set_step(&mut self, step: &StepBatch) -> Result<()> {
-        let spec = self.kvs.first().map(|k| k.spec);
+        // The step names no cache: with exactly one (the usual case) it is checked against it here;
+        // with several, `rope_store_kv`/`attention` check it against the cache they are given.
+        let spec = match self.kvs.as_slice() {
+            [one] => Some(one.spec),
+            _ => None,
+        };
         step.validate(spec.as_ref())?;
         self.step.clone_from(step);
         self.step_kv = spec;

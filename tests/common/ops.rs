@@ -514,7 +514,7 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         }
     }
     // Every dtype × mode with multi-part weights, on gemv and GEMM sizes, and blocks larger than one
-    // task (rows > 64, tokens > 48, k > 512).
+    // task (rows > 64, tokens > 48, k > 1024).
     for dtype in dtypes {
         for mode in modes {
             for (parts, cols, tokens) in [
@@ -522,7 +522,7 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
                 (&[5, 3, 9][..], 257, 3),
                 (&[16, 7, 16][..], 100, 7),
                 (&[70, 3, 40][..], 1000, 61),
-                (&[130][..], 520, 4),
+                (&[130][..], 1500, 9),
             ] {
                 v.push(Box::new(Matmul::new(
                     next(),

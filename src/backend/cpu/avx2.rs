@@ -2,15 +2,13 @@
 
 use std::arch::x86_64::*;
 
-use super::simd::{GemmArgs, Level, bf16_bits, f16_bits};
+use super::simd::{Level, NR, P, bf16_bits, f16_bits};
 
 type V = __m256;
 /// f32 lanes of one vector.
 const W: usize = 8;
-/// Tokens per GEMM register tile: 3×4 accumulators + 4 weight vectors + 1 = 17 ymm (one reload).
+/// Tokens per GEMM register tile: 3×4 accumulators + 3 activation vectors + 1 = 16 ymm.
 const MR: usize = 3;
-/// Weight rows per GEMM register tile.
-const NR: usize = 4;
 
 super::kernels::simd_kernels!("avx2,fma,f16c", Level::Avx2);
 

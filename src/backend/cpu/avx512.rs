@@ -2,15 +2,13 @@
 
 use std::arch::x86_64::*;
 
-use super::simd::{GemmArgs, Level, bf16_bits, f16_bits};
+use super::simd::{Level, NR, P, bf16_bits, f16_bits};
 
 type V = __m512;
 /// f32 lanes of one vector.
 const W: usize = 16;
-/// Tokens (rows of `a`) per GEMM register tile: 6×4 accumulators + 4 weight vectors + 1 = 29 zmm.
+/// Tokens per GEMM register tile: 6×4 accumulators + 6 activation vectors + 1 = 31 zmm.
 const MR: usize = 6;
-/// Weight rows per GEMM register tile.
-const NR: usize = 4;
 
 super::kernels::simd_kernels!("avx512f", Level::Avx512);
 

@@ -1,11 +1,11 @@
 //! The SIMD kernel bodies, written once and stamped out per instruction set by [`simd_kernels!`].
 //!
 //! An instruction-set module defines the vector type `V` (`W` f32 lanes), the GEMM register tile
-//! `MR`×`NR` (`NR` is 4), and small `#[target_feature]` helpers — `zero`, `splat`, `ld`, `st`,
+//! `MR`×`NR`, and small `#[target_feature]` helpers — `zero`, `splat`, `ld`, `st`,
 //! `ld_f16`, `ld_bf16` (16-bit weights widened to f32), `fma(a, b, c) = a·b + c`, `add`, `hsum`,
 //! `hsum4` — then invokes `simd_kernels!("features")` to get the kernels and their `KERNELS` table.
 
-/// Defines `gemv_f32/f16/bf16`, `f16_to_f32`, `bf16_to_f32`, `gemm`, `dot`, `axpy` with
+/// Defines `gemv_f32/f16/bf16`, `f16_to_f32`, `bf16_to_f32`, `tile`, `dot`, `axpy` with
 /// `#[target_feature(enable = $feat)]`, and `pub static KERNELS` pointing at safe wrappers of them.
 macro_rules! simd_kernels {
     ($feat:literal, $level:expr) => {
@@ -18,7 +18,8 @@ macro_rules! simd_kernels {
             gemv_bf16: |x, w, o| unsafe { gemv_bf16(x, w, o) },
             f16_to_f32: |s, o| unsafe { f16_to_f32(s, o) },
             bf16_to_f32: |s, o| unsafe { bf16_to_f32(s, o) },
-            gemm: |g, c| unsafe { gemm(g, c) },
+            mr: MR,
+            tile: |a, b, ks, o| unsafe { tile(a, b, ks, o) },
             dot: |a, b| unsafe { dot(a, b) },
             sum_sq: |x| unsafe { dot(x, x) },
             axpy: |a, x, y| unsafe { axpy(a, x, y) },
@@ -30,46 +31,32 @@ macro_rules! simd_kernels {
         super::kernels::simd_kernels!(@convert $feat, f16_to_f32, ld_f16, f16_bits);
         super::kernels::simd_kernels!(@convert $feat, bf16_to_f32, ld_bf16, bf16_bits);
 
-        /// `c += a·bᵀ` over one block in MR×NR register tiles; edge tiles repeat a valid row and
-        /// drop its results. The k-tail past the last full vector is added per element.
+        /// One MR×NR register tile over `ks` k-steps of packed panels (see `Kernels::tile`): per
+        /// `W`-lane slice of a k-step, MR activation vectors are loaded, then each weight vector
+        /// feeds MR FMAs (MR·NR accumulators + MR + 1 registers).
         #[target_feature(enable = $feat)]
-        fn gemm(g: &GemmArgs, c: &mut [f32]) {
-            let kv = g.kc / W;
-            for j0 in (0..g.n).step_by(NR) {
-                let nn = (g.n - j0).min(NR);
-                let b: [&[f32]; NR] =
-                    std::array::from_fn(|q| &g.b[(j0 + q.min(nn - 1)) * g.ldb..][..g.kc]);
-                let bc = b.map(|r| &r.as_chunks::<W>().0[..kv]);
-                for i0 in (0..g.m).step_by(MR) {
-                    let mm = (g.m - i0).min(MR);
-                    let a: [&[f32]; MR] =
-                        std::array::from_fn(|p| &g.a[(i0 + p.min(mm - 1)) * g.lda..][..g.kc]);
-                    let ac = a.map(|r| &r.as_chunks::<W>().0[..kv]);
-                    let mut acc = [[zero(); NR]; MR];
-                    for k in 0..kv {
-                        let mut bv = [zero(); NR];
-                        for q in 0..NR {
-                            bv[q] = ld(&bc[q][k]);
-                        }
-                        for p in 0..MR {
-                            let av = ld(&ac[p][k]);
-                            for q in 0..NR {
-                                acc[p][q] = fma(av, bv[q], acc[p][q]);
-                            }
-                        }
+        fn tile(a: &[f32], b: &[f32], ks: usize, out: &mut [f32]) {
+            let ap = &a.as_chunks::<{ MR * P }>().0[..ks];
+            let bp = &b.as_chunks::<{ NR * P }>().0[..ks];
+            let mut acc = [[zero(); NR]; MR];
+            for (ak, bk) in ap.iter().zip(bp) {
+                let av_all = ak.as_chunks::<W>().0;
+                let bv_all = bk.as_chunks::<W>().0;
+                for h in 0..P / W {
+                    let mut av = [zero(); MR];
+                    for p in 0..MR {
+                        av[p] = ld(&av_all[p * (P / W) + h]);
                     }
-                    for p in 0..mm {
-                        let sums = hsum4(&acc[p]);
-                        let crow = &mut c[(i0 + p) * g.ldc + j0..][..nn];
-                        for q in 0..nn {
-                            let mut t = sums[q];
-                            for k in kv * W..g.kc {
-                                t += a[p][k] * b[q][k];
-                            }
-                            crow[q] += t;
+                    for q in 0..NR {
+                        let bv = ld(&bv_all[q * (P / W) + h]);
+                        for p in 0..MR {
+                            acc[p][q] = fma(av[p], bv, acc[p][q]);
                         }
                     }
                 }
+            }
+            for p in 0..MR {
+                out[p * NR..][..NR].copy_from_slice(&hsum4(&acc[p]));
             }
         }
 
@@ -125,11 +112,12 @@ macro_rules! simd_kernels {
             let mut a0 = [zero(); R];
             let mut a1 = [zero(); R];
             let (xp, xr) = xc.as_chunks::<2>();
-            for (i, xv) in xp.iter().enumerate() {
-                let (x0, x1) = (ld(&xv[0]), ld(&xv[1]));
+            let wp = wc.map(|r| &r.as_chunks::<2>().0[..xp.len()]);
+            for i in 0..xp.len() {
+                let (x0, x1) = (ld(&xp[i][0]), ld(&xp[i][1]));
                 for r in 0..R {
-                    a0[r] = fma($ld(&wc[r][2 * i]), x0, a0[r]);
-                    a1[r] = fma($ld(&wc[r][2 * i + 1]), x1, a1[r]);
+                    a0[r] = fma($ld(&wp[r][i][0]), x0, a0[r]);
+                    a1[r] = fma($ld(&wp[r][i][1]), x1, a1[r]);
                 }
             }
             if let [xv] = xr {

@@ -4,31 +4,31 @@
 //! Every task writes its own `[tokens, NB]` tile of a scratch buffer (so tasks never share output
 //! memory); one final pass adds the bias and writes or accumulates the tiles into `out`.
 //!
-//! GEMM blocking (per task: `NB` weight rows × `MB` tokens): for each `KC`-wide slice of k, 16-bit
-//! weights are widened into a thread-local f32 panel (`NB × KC`, fits L2), then the instruction-set
-//! kernel runs `MR×NR` register tiles over it while the `MB × KC` activation block stays in L2.
+//! GEMM blocking (per task: `NB` weight rows × `MB` tokens): for each `KC`-deep slice of k, the
+//! task's weight rows are widened to f32 and packed k-step-interleaved in groups of `NR` (`NB × KC`
+//! floats, L2), its activations likewise in groups of `MR` (`MB × KC`, L2); the instruction-set
+//! kernel then runs one `MR×NR` register tile per pair of groups, streaming both panels sequentially.
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::simd::{GemmArgs, Kernels};
+use super::simd::{Kernels, NR, P};
 use super::weights::{CpuWeight, View};
 use crate::backend::{BackendError, MatmulMode, Result};
 
-/// Below this many token rows the weights are streamed once per token (gemv, memory bound).
-pub const GEMV_MAX_ROWS: usize = 3;
+/// Up to this many token rows, matmul runs a gemv per token over small groups of weight rows, so the
+/// weights come from memory once and from L1/L2 for the other tokens; more rows take the GEMM
+/// (whose weight packing only pays off from about this many tokens on).
+pub const GEMV_MAX_ROWS: usize = 8;
+/// Weight rows a gemv task handles for all its tokens before moving on (stay in L1/L2).
+const GEMV_GROUP: usize = 8;
 /// Weight rows per GEMM task (a multiple of 4).
 const NB: usize = 64;
 /// Tokens per GEMM task (a multiple of every kernel's `MR`: 6, 3, 4).
 const MB: usize = 48;
 /// Depth of one k-slice of the GEMM.
-const KC: usize = 512;
-
-thread_local! {
-    /// Per-thread f32 panel that 16-bit weights are widened into.
-    static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
+const KC: usize = 1024;
 
 /// A range of weight rows inside one part, writing output columns `j0..j0 + rows`.
 #[derive(Clone, Copy)]
@@ -90,13 +90,17 @@ pub fn matmul(
         let tm = mb.min(m - t0);
         let view = w.parts[b.part].view(w.dtype).range(b.r0 * k, b.rows * k);
         if gemv {
-            for i in 0..tm {
-                let xr = &x[(t0 + i) * k..][..k];
-                let o = &mut t[i * nb..][..b.rows];
-                match view {
-                    View::F32(wr) => (kern.gemv_f32)(xr, wr, o),
-                    View::F16(wr) => (kern.gemv_f16)(xr, wr, o),
-                    View::BF16(wr) => (kern.gemv_bf16)(xr, wr, o),
+            for g0 in (0..b.rows).step_by(GEMV_GROUP) {
+                let gr = GEMV_GROUP.min(b.rows - g0);
+                let wg = view.range(g0 * k, gr * k);
+                for i in 0..tm {
+                    let xr = &x[(t0 + i) * k..][..k];
+                    let o = &mut t[i * nb + g0..][..gr];
+                    match wg {
+                        View::F32(wr) => (kern.gemv_f32)(xr, wr, o),
+                        View::F16(wr) => (kern.gemv_f16)(xr, wr, o),
+                        View::BF16(wr) => (kern.gemv_bf16)(xr, wr, o),
+                    }
                 }
             }
         } else {
@@ -133,7 +137,42 @@ pub fn matmul(
     Ok(())
 }
 
-/// One GEMM task: `c[tm, rows] = x[tm, k]·wᵀ` with `w` the task's `rows × k` weight rows.
+/// Per-thread packed panels of one GEMM task and one k-slice, and a row of widened weights.
+#[derive(Default)]
+struct Panels {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    row: Vec<f32>,
+}
+
+thread_local! {
+    static PANELS: RefCell<Panels> = RefCell::new(Panels::default());
+}
+
+/// Grows `v` to at least `n` elements.
+fn at_least(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+}
+
+/// Writes `src` (one row of a k-slice, `≤ ks·P` values, zero-padded) as row `r` of a panel packed
+/// in groups of `g` rows: `[group][ks][g][P]`. An empty `src` writes a row of zeros.
+fn pack_row(dst: &mut [f32], g: usize, ks: usize, r: usize, src: &[f32]) {
+    let base = (r / g) * ks * g * P + (r % g) * P;
+    for s in 0..ks {
+        let d = &mut dst[base + s * g * P..][..P];
+        let chunk = src.get(s * P..).unwrap_or(&[]);
+        let n = chunk.len().min(P);
+        d[..n].copy_from_slice(&chunk[..n]);
+        d[n..].fill(0.0);
+    }
+}
+
+/// One GEMM task: `c[tm, rows] = x[tm, k]·wᵀ` with `w` the task's `rows × k` weight rows; `c` has
+/// row stride `ldc`. Per `KC`-slice of k, the weight rows are widened to f32 and packed in groups
+/// of `NR`, the activations in groups of `mr`, and every (weight group, token group) pair runs one
+/// register tile whose sums are added into `c`.
 #[allow(clippy::too_many_arguments)]
 fn gemm_task(
     kern: &Kernels,
@@ -146,24 +185,50 @@ fn gemm_task(
     ldc: usize,
 ) {
     c.fill(0.0);
-    PANEL.with_borrow_mut(|panel| {
+    let mr = kern.mr;
+    let (ga, gb) = (tm.div_ceil(mr), rows.div_ceil(NR));
+    let mut sums = [0f32; 8 * NR];
+    let sums = &mut sums[..mr * NR];
+    PANELS.with_borrow_mut(|Panels { a, b, row }| {
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
-            let (b, ldb): (&[f32], usize) = match w {
-                View::F32(wr) => (&wr[k0..], k),
-                View::F16(wr) | View::BF16(wr) => {
-                    let cvt = if matches!(w, View::F16(_)) { kern.f16_to_f32 } else { kern.bf16_to_f32 };
-                    if panel.len() < rows * kc {
-                        panel.resize(rows * kc, 0.0);
+            let ks = kc.div_ceil(P);
+            at_least(a, ga * mr * ks * P);
+            at_least(b, gb * NR * ks * P);
+            at_least(row, kc);
+            for r in 0..gb * NR {
+                let src: &[f32] = match w {
+                    _ if r >= rows => &[],
+                    View::F32(wr) => &wr[r * k + k0..][..kc],
+                    View::F16(wr) => {
+                        (kern.f16_to_f32)(&wr[r * k + k0..][..kc], &mut row[..kc]);
+                        &row[..kc]
                     }
-                    for r in 0..rows {
-                        cvt(&wr[r * k + k0..][..kc], &mut panel[r * kc..][..kc]);
+                    View::BF16(wr) => {
+                        (kern.bf16_to_f32)(&wr[r * k + k0..][..kc], &mut row[..kc]);
+                        &row[..kc]
                     }
-                    (&panel[..], kc)
+                };
+                pack_row(b, NR, ks, r, src);
+            }
+            for i in 0..ga * mr {
+                let src = if i < tm { &x[i * k + k0..][..kc] } else { &[][..] };
+                pack_row(a, mr, ks, i, src);
+            }
+            for gj in 0..gb {
+                let bp = &b[gj * ks * NR * P..][..ks * NR * P];
+                let nn = NR.min(rows - gj * NR);
+                for gi in 0..ga {
+                    let ap = &a[gi * ks * mr * P..][..ks * mr * P];
+                    (kern.tile)(ap, bp, ks, sums);
+                    for p in 0..mr.min(tm - gi * mr) {
+                        let crow = &mut c[(gi * mr + p) * ldc + gj * NR..][..nn];
+                        for (cv, sv) in crow.iter_mut().zip(&sums[p * NR..]) {
+                            *cv += sv;
+                        }
+                    }
                 }
-            };
-            let g = GemmArgs { a: &x[k0..], lda: k, b, ldb, m: tm, n: rows, kc, ldc };
-            (kern.gemm)(&g, c);
+            }
         }
     });
 }

@@ -2,15 +2,13 @@
 
 use std::arch::aarch64::*;
 
-use super::simd::{GemmArgs, Level, bf16_bits, f16_bits};
+use super::simd::{Level, NR, P, bf16_bits, f16_bits};
 
 type V = float32x4_t;
 /// f32 lanes of one vector.
 const W: usize = 4;
-/// Tokens per GEMM register tile: 4×4 accumulators + 4 weight vectors + 1 = 21 of 32 registers.
+/// Tokens per GEMM register tile: 4×4 accumulators + 4 activation vectors + 1 = 21 of 32 registers.
 const MR: usize = 4;
-/// Weight rows per GEMM register tile.
-const NR: usize = 4;
 
 super::kernels::simd_kernels!("neon", Level::Neon);
 

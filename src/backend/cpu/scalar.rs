@@ -1,7 +1,7 @@
 //! Portable kernels: the fallback on CPUs without a SIMD level, and the reference the SIMD ones are
 //! tested against.
 
-use super::simd::{GemmArgs, bf16_bits, f16_bits};
+use super::simd::{NR, P, bf16_bits, f16_bits};
 
 /// Lanes of the independent accumulators (lets the compiler vectorize without reassociating).
 const L: usize = 8;
@@ -55,11 +55,23 @@ pub fn bf16_to_f32(src: &[u16], out: &mut [f32]) {
     }
 }
 
-pub fn gemm(g: &GemmArgs, c: &mut [f32]) {
-    for i in 0..g.m {
-        let a = &g.a[i * g.lda..][..g.kc];
-        for j in 0..g.n {
-            c[i * g.ldc + j] += dot(a, &g.b[j * g.ldb..][..g.kc]);
+/// Tokens per GEMM register tile.
+pub const MR: usize = 4;
+
+pub fn tile(a: &[f32], b: &[f32], ks: usize, out: &mut [f32]) {
+    let mut acc = [[[0f32; P]; NR]; MR];
+    for (ak, bk) in a.chunks_exact(MR * P).zip(b.chunks_exact(NR * P)).take(ks) {
+        for (p, acc_p) in acc.iter_mut().enumerate() {
+            for (q, acc_pq) in acc_p.iter_mut().enumerate() {
+                for l in 0..P {
+                    acc_pq[l] += ak[p * P + l] * bk[q * P + l];
+                }
+            }
+        }
+    }
+    for p in 0..MR {
+        for q in 0..NR {
+            out[p * NR + q] = acc[p][q].iter().sum();
         }
     }
 }

@@ -63,19 +63,10 @@ impl Level {
     }
 }
 
-/// Operands of [`Kernels::gemm`]: `c[i·ldc + j] += Σ_{k<kc} a[i·lda + k] · b[j·ldb + k]` for
-/// `i < m`, `j < n`. Rows of `a` are activations (tokens), rows of `b` weight rows, both k-contiguous.
-#[derive(Clone, Copy)]
-pub struct GemmArgs<'a> {
-    pub a: &'a [f32],
-    pub lda: usize,
-    pub b: &'a [f32],
-    pub ldb: usize,
-    pub m: usize,
-    pub n: usize,
-    pub kc: usize,
-    pub ldc: usize,
-}
+/// f32 lanes of one k-step of a packed GEMM panel (the same for every instruction set).
+pub const P: usize = 16;
+/// Weight rows per GEMM register tile (every instruction set).
+pub const NR: usize = 4;
 
 /// One instruction-set level's kernels. Every gemv computes each output with the same operation
 /// order whatever row it sits in, so results do not depend on how rows are split among threads.
@@ -91,8 +82,12 @@ pub struct Kernels {
     pub f16_to_f32: fn(&[u16], &mut [f32]),
     /// `out[i] = bf16(src[i])` for `out.len()` elements.
     pub bf16_to_f32: fn(&[u16], &mut [f32]),
-    /// Register-blocked GEMM of a block (see [`GemmArgs`]).
-    pub gemm: fn(&GemmArgs, &mut [f32]),
+    /// Tokens per GEMM register tile.
+    pub mr: usize,
+    /// GEMM register tile: `tile(a, b, ks, out)` sets `out[p·NR + q] = Σ_k a_p[k]·b_q[k]` for
+    /// `p < mr`, `q < NR`, over `ks` k-steps of packed panels: `a` is `[ks][mr][P]`, `b` is
+    /// `[ks][NR][P]` (rows interleaved per k-step, zero-padded).
+    pub tile: fn(&[f32], &[f32], usize, &mut [f32]),
     /// `Σ a[i]·b[i]` over `a.len()` elements.
     pub dot: fn(&[f32], &[f32]) -> f32,
     /// `Σ x[i]²`.
@@ -108,7 +103,8 @@ static SCALAR: Kernels = Kernels {
     gemv_bf16: scalar::gemv_bf16,
     f16_to_f32: scalar::f16_to_f32,
     bf16_to_f32: scalar::bf16_to_f32,
-    gemm: scalar::gemm,
+    mr: scalar::MR,
+    tile: scalar::tile,
     dot: scalar::dot,
     sum_sq: scalar::sum_sq,
     axpy: scalar::axpy,
@@ -234,32 +230,24 @@ mod tests {
     }
 
     #[test]
-    fn gemm_matches_scalar() {
+    fn gemm_tile_matches_reference() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        for k in simd_tables() {
-            for m in [1, 2, 5, 6, 7, 13] {
-                for n in [1, 3, 4, 5, 9] {
-                    for kc in [1, 15, 16, 33, 100] {
-                        let (lda, ldb, ldc) = (kc + 3, kc + 5, n + 2);
-                        let a = rand_vec(&mut rng, m * lda);
-                        let b = rand_vec(&mut rng, n * ldb);
-                        let c0 = rand_vec(&mut rng, m * ldc);
-                        let g = GemmArgs { a: &a, lda, b: &b, ldb, m, n, kc, ldc };
-                        let (mut c1, mut c2) = (c0.clone(), c0.clone());
-                        (k.gemm)(&g, &mut c1);
-                        (SCALAR.gemm)(&g, &mut c2);
-                        for i in 0..m {
-                            for j in 0..ldc {
-                                let at = i * ldc + j;
-                                if j >= n {
-                                    assert_eq!(c1[at], c0[at], "{:?} gemm wrote outside n", k.level);
-                                    continue;
-                                }
-                                let abs = c0[at].abs()
-                                    + (0..kc).map(|t| (a[i * lda + t] * b[j * ldb + t]).abs()).sum::<f32>();
-                                close(c1[at], c2[at], abs, &format!("{:?} gemm {m}x{n}x{kc}", k.level));
-                            }
-                        }
+        for k in simd_tables().into_iter().chain([&SCALAR]) {
+            assert!(k.mr <= 8, "matmul keeps at most 8×NR sums");
+            for ks in [0, 1, 2, 5, 64] {
+                let a = rand_vec(&mut rng, ks * k.mr * P);
+                let b = rand_vec(&mut rng, ks * NR * P);
+                let mut out = vec![f32::NAN; k.mr * NR];
+                (k.tile)(&a, &b, ks, &mut out);
+                for p in 0..k.mr {
+                    for q in 0..NR {
+                        let terms = (0..ks * P).map(|i| {
+                            let (s, l) = (i / P, i % P);
+                            a[(s * k.mr + p) * P + l] * b[(s * NR + q) * P + l]
+                        });
+                        let want: f32 = terms.clone().sum();
+                        let abs: f32 = terms.map(f32::abs).sum();
+                        close(out[p * NR + q], want, abs, &format!("{:?} tile ks {ks} ({p}, {q})", k.level));
                     }
                 }
             }

@@ -159,3 +159,58 @@ impl CpuWeight {
         self.parts.get(i).map(|p| (p, r - p.row0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn tensor(name: &str, dtype: DType, rows: usize, cols: usize, bytes: HostBytes) -> HostTensor {
+        HostTensor::new(name, dtype, vec![rows, cols], bytes).unwrap()
+    }
+
+    #[test]
+    fn aligned_parts_are_read_in_place_unaligned_are_copied() {
+        let raw: Arc<[u8]> = (0u8..40).collect::<Vec<_>>().into();
+        let owned = |r: std::ops::Range<usize>| HostBytes::Owned(raw[r].to_vec().into());
+        let f16_at = tensor("a", DType::F16, 1, 3, owned(2..8));
+        let w = CpuWeight::new(&[f16_at.clone(), f16_at.clone()], None).unwrap();
+        let View::F16(v) = w.parts[0].view(DType::F16) else { panic!("dtype") };
+        assert!(matches!(w.parts[0].store, Store::Host(_)), "aligned part is kept in place");
+        assert_eq!(v.as_ptr().cast::<u8>(), f16_at.bytes.as_ptr(), "zero-copy");
+        assert_eq!(v, [0x0302, 0x0504, 0x0706]);
+        assert_eq!((w.rows, w.cols, w.parts[1].row0), (2, 3, 1));
+
+        // An f32 part one byte into a (page-aligned) map is not aligned for f32: it is copied.
+        let mut anon = memmap2::MmapOptions::new().len(40).map_anon().unwrap();
+        anon.copy_from_slice(&raw);
+        let map = Arc::new(anon.make_read_only().unwrap());
+        let f32_t = tensor("b", DType::F32, 1, 3, HostBytes::mapped(map, 1..13).unwrap());
+        let w = CpuWeight::new(&[f32_t], Some(&[1.0])).unwrap();
+        assert!(matches!(w.parts[0].store, Store::F32(_)), "unaligned part is copied");
+        let View::F32(v) = w.parts[0].view(DType::F32) else { panic!("dtype") };
+        let want: Vec<f32> =
+            raw[1..13].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        assert_eq!(v, want.as_slice());
+    }
+
+    #[test]
+    fn inconsistent_parts_name_the_tensor() {
+        let t = |name: &str, dtype: DType, cols: usize| {
+            tensor(name, dtype, 2, cols, HostBytes::Owned(vec![0u8; 2 * cols * dtype.size()].into()))
+        };
+        for (parts, bias, needle) in [
+            (vec![t("wq", DType::F16, 4), t("wk", DType::F16, 5)], None, "wk"),
+            (vec![t("wq", DType::F16, 4), t("wv", DType::BF16, 4)], None, "wv"),
+            (vec![t("wq", DType::F32, 4)], Some(&[0.0f32; 3][..]), "wq"),
+        ] {
+            match CpuWeight::new(&parts, bias) {
+                Err(BackendError::InvalidArgument { detail, .. }) => {
+                    assert!(detail.contains(needle), "{detail}")
+                }
+                other => panic!("expected InvalidArgument, got {:?}", other.map(|w| w.name)),
+            }
+        }
+    }
+}
