@@ -73,8 +73,11 @@ fn matmul_is_deterministic_across_runs_and_thread_counts() {
     let one = matmul_bits(&mut CpuBackend::new(1).unwrap());
     let two = matmul_bits(&mut CpuBackend::new(2).unwrap());
     let again = matmul_bits(&mut CpuBackend::new(2).unwrap());
+    // More threads than cores: smaller tasks, a different split of the weight rows.
+    let eight = matmul_bits(&mut CpuBackend::new(8).unwrap());
     assert_eq!(two, again);
     assert_eq!(one, two);
+    assert_eq!(one, eight);
 }
 
 /// Weights mapped from a file at an aligned offset (read in place) and at an odd offset (copied):

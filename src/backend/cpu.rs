@@ -179,9 +179,10 @@ impl CpuBackend {
         f: impl FnOnce(&mut Self, &mut [f32]) -> Result<R>,
     ) -> Result<R> {
         self.f32s(op, "out", out, len)?;
-        let slot = &mut self.bufs[out.0 as usize];
-        let Buf::F32(v) = slot else { unreachable!("checked above") };
-        let mut v = std::mem::take(v);
+        let mut v = match &mut self.bufs[out.0 as usize] {
+            Buf::F32(v) => std::mem::take(v),
+            Buf::U32(_) => return Err(invalid(op, "out is u32")),
+        };
         let r = f(self, &mut v);
         self.bufs[out.0 as usize] = Buf::F32(v);
         r
