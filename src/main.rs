@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use prism::backend::{self, BackendKind, BackendOptions};
 use prism::engine::bench::{self, BenchConfig};
 use prism::engine::config::GenerationDefaults;
+use prism::engine::pull;
 use prism::engine::generate::{Engine, EngineOptions, GenerateParams, ModelFiles};
 use prism::engine::sampling::SamplingParams;
 use prism::engine::tokenizer::ChatMessage;
@@ -33,6 +34,12 @@ enum Command {
     },
     /// Measure prefill (pp) and decode (tg) tokens/s, like llama-bench.
     Bench(BenchArgs),
+    /// Fetch a known model (default: smollm2) into the user cache, verify it, print its path.
+    Pull {
+        /// Model name.
+        #[arg(default_value = "smollm2")]
+        name: String,
+    },
 }
 
 /// Where and how a model runs.
@@ -133,11 +140,39 @@ fn main() {
         Command::Run(a) => run(a),
         Command::Devices { threads } => devices(threads),
         Command::Bench(a) => bench_cmd(a),
+        Command::Pull { name } => pull_cmd(&name).map(|path| println!("{}", path.display())),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Fetches (or verifies the cached copy of) a known model, with a progress bar on stderr.
+fn pull_cmd(name: &str) -> Result<PathBuf> {
+    let model = pull::find(name)?;
+    let bar = ProgressBar::new_spinner();
+    let path = pull::pull(model, |event| match event {
+        pull::PullEvent::Phase(phase, total) => {
+            match total {
+                Some(n) => {
+                    bar.set_length(n);
+                    bar.set_style(
+                        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
+                            .expect("static template"),
+                    );
+                }
+                None => bar.enable_steady_tick(std::time::Duration::from_millis(120)),
+            }
+            bar.set_position(0);
+            bar.set_message(format!("{phase} {}", model.description));
+        }
+        pull::PullEvent::Progress(n) => bar.set_position(n),
+    });
+    bar.finish_and_clear();
+    let path = path?;
+    eprintln!("{}: {}", model.name, path.display());
+    Ok(path)
 }
 
 fn open_model(path: &Path) -> Result<ModelFiles> {

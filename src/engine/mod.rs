@@ -7,5 +7,6 @@ pub mod gguf;
 pub mod kv_cache;
 pub mod loader;
 pub mod model;
+pub mod pull;
 pub mod sampling;
 pub mod tokenizer;
