@@ -44,6 +44,8 @@ struct KvCache {
 pub struct CpuBackend {
     pool: ThreadPool,
     threads: usize,
+    /// `info().device`: CPU model, threads, SIMD level.
+    device: String,
     kern: &'static Kernels,
     bufs: Vec<Buf>,
     weights: Vec<CpuWeight>,
@@ -129,8 +131,10 @@ impl CpuBackend {
                 backend: "cpu".into(),
                 reason: format!("cannot start {threads} threads: {e}"),
             })?;
+        let threads = pool.current_num_threads();
         Ok(CpuBackend {
-            threads: pool.current_num_threads(),
+            device: format!("{} ({threads} threads, {})", cpu_model(), kern.level.name()),
+            threads,
             pool,
             kern,
             bufs: Vec::new(),
@@ -240,10 +244,7 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     fn info(&self) -> BackendInfo {
-        BackendInfo {
-            backend: "cpu".into(),
-            device: format!("{} ({} threads, {})", cpu_model(), self.threads, self.kern.level.name()),
-        }
+        BackendInfo { backend: "cpu".into(), device: self.device.clone() }
     }
 
     fn alloc(&mut self, len: usize) -> Result<BufId> {

@@ -82,8 +82,8 @@ pub fn rope_store_kv(
 }
 
 thread_local! {
-    /// Per-thread attention scores of one query.
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread attention scores of one query and the cache offsets of its positions.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<usize>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Causal attention of the first `n` step tokens over their cached sequences into `out`; parallel
@@ -113,11 +113,21 @@ pub fn attention(
         };
         let qv = &q[idx * hd..][..hd];
         o.fill(0.0);
-        SCORES.with_borrow_mut(|sc| {
+        SCRATCH.with_borrow_mut(|(sc, offs)| {
+            // Offsets of positions lo..=p, walking the sequence's block table block by block.
+            offs.clear();
+            let table = &step.block_tables[step.block_table_start[s] as usize..];
+            let (bs, row) = (spec.block_size, spec.kv_heads * hd);
+            let mut j = lo;
+            while j <= p {
+                let end = (p + 1).min((j / bs + 1) * bs);
+                let base = (table[j / bs] as usize * bs + j % bs) * row + kvh * hd;
+                offs.extend((0..end - j).map(|d| base + d * row));
+                j = end;
+            }
             sc.clear();
             let mut max = f32::NEG_INFINITY;
-            for j in lo..=p {
-                let off = slot(step, spec, s, j, kvh);
+            for &off in offs.iter() {
                 let v = (kern.dot)(qv, &k_cache[off..off + hd]) * shape.scale;
                 max = max.max(v);
                 sc.push(v);
@@ -127,8 +137,7 @@ pub fn attention(
                 *v = (*v - max).exp();
                 sum += *v;
             }
-            for (j, e) in (lo..=p).zip(sc.iter()) {
-                let off = slot(step, spec, s, j, kvh);
+            for (&off, e) in offs.iter().zip(sc.iter()) {
                 (kern.axpy)(e / sum, &v_cache[off..off + hd], o);
             }
         });
