@@ -10,3 +10,4 @@ pub mod model;
 pub mod pull;
 pub mod sampling;
 pub mod tokenizer;
+pub mod tokenizer_gguf;

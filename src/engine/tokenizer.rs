@@ -11,7 +11,8 @@
 //! | `chat_template.jinja`    | the chat template (takes precedence over `tokenizer_config.json`)     |
 //! | `generation_config.json`, `config.json` | `eos_token_id` (an int or a list), added to the EOS set |
 //!
-//! A GGUF loader builds the same [`Tokenizer`] with [`Tokenizer::from_parts`].
+//! [`crate::engine::tokenizer_gguf::tokenizer_from_gguf`] builds the same [`Tokenizer`] from GGUF metadata
+//! with [`Tokenizer::from_parts`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -74,6 +75,15 @@ pub enum TokenizerError {
         "this model has no chat template (none in tokenizer_config.json, chat_template.jinja or the GGUF metadata)"
     )]
     NoChatTemplate,
+    /// GGUF tokenizer metadata is missing, has the wrong type, or holds an unusable value
+    /// (see [`crate::engine::tokenizer_gguf::tokenizer_from_gguf`]).
+    #[error("GGUF metadata `{key}`: {msg}")]
+    GgufMetadata {
+        /// The metadata key at fault (e.g. `tokenizer.ggml.tokens`).
+        key: String,
+        /// What is wrong.
+        msg: String,
+    },
     /// The `tokenizers` pipeline failed to encode.
     #[error("encoding failed: {0}")]
     Encode(String),
@@ -477,7 +487,9 @@ impl Tokenizer {
 }
 
 /// Runs a `tokenizers` call, turning both its errors and any panic inside it into a message.
-fn guarded<T, E: std::fmt::Display>(f: impl FnOnce() -> std::result::Result<T, E>) -> Result<T, String> {
+pub(crate) fn guarded<T, E: std::fmt::Display>(
+    f: impl FnOnce() -> std::result::Result<T, E>,
+) -> Result<T, String> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
