@@ -108,11 +108,18 @@ macro_rules! simd_kernels {
         fn $rows<const R: usize>(x: &[f32], w: [&[$t]; R]) -> [f32; R] {
             let (xc, xt) = x.as_chunks::<W>();
             let n = xc.len();
-            let wc = w.map(|r| &r.as_chunks::<W>().0[..n]);
+            // (Loops, not closures: a closure would not inherit the target features.)
+            let mut wc: [&[[$t; W]]; R] = [&[]; R];
+            for r in 0..R {
+                wc[r] = &w[r].as_chunks::<W>().0[..n];
+            }
             let mut a0 = [zero(); R];
             let mut a1 = [zero(); R];
             let (xp, xr) = xc.as_chunks::<2>();
-            let wp = wc.map(|r| &r.as_chunks::<2>().0[..xp.len()]);
+            let mut wp: [&[[[$t; W]; 2]]; R] = [&[]; R];
+            for r in 0..R {
+                wp[r] = &wc[r].as_chunks::<2>().0[..xp.len()];
+            }
             for i in 0..xp.len() {
                 let (x0, x1) = (ld(&xp[i][0]), ld(&xp[i][1]));
                 for r in 0..R {
@@ -143,7 +150,10 @@ macro_rules! simd_kernels {
             let mut quads = out.chunks_exact_mut(4);
             let mut r = 0;
             for o in &mut quads {
-                let rows = [0, 1, 2, 3].map(|q| &w[(r + q) * cols..][..cols]);
+                let mut rows: [&[$t]; 4] = [&[]; 4];
+                for q in 0..4 {
+                    rows[q] = &w[(r + q) * cols..][..cols];
+                }
                 o.copy_from_slice(&$rows(x, rows));
                 r += 4;
             }
