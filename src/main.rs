@@ -10,8 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use prism::backend::{self, BackendKind, BackendOptions};
 use prism::engine::bench::{self, BenchConfig};
 use prism::engine::config::GenerationDefaults;
-use prism::engine::pull;
 use prism::engine::generate::{Engine, EngineOptions, GenerateParams, ModelFiles};
+use prism::engine::pull;
 use prism::engine::sampling::SamplingParams;
 use prism::engine::tokenizer::ChatMessage;
 
@@ -191,10 +191,7 @@ fn start_engine(dev: &DeviceArgs, files: ModelFiles, context: usize) -> Result<E
 /// CLI flags first, then the model's generation_config, then llama.cpp's defaults.
 fn sampling_params(a: &RunArgs, d: &GenerationDefaults) -> SamplingParams {
     let greedy_default = d.do_sample == Some(false);
-    let temperature = a
-        .temperature
-        .or(if greedy_default { Some(0.0) } else { d.temperature })
-        .unwrap_or(0.8);
+    let temperature = a.temperature.or(if greedy_default { Some(0.0) } else { d.temperature }).unwrap_or(0.8);
     SamplingParams {
         temperature,
         top_k: a.top_k.or(d.top_k).unwrap_or(40),
@@ -324,7 +321,11 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!("model: {model_name} ({:.1} M params, {:.1} MB)", n_params as f64 / 1e6, model_bytes as f64 / 1e6);
+        println!(
+            "model: {model_name} ({:.1} M params, {:.1} MB)",
+            n_params as f64 / 1e6,
+            model_bytes as f64 / 1e6
+        );
         println!("backend: {} — {}", info.backend, info.device);
         println!("| test | median t/s | mean ± sd | min | max | reps |");
         println!("|---|---:|---:|---:|---:|---:|");

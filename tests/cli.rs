@@ -116,7 +116,17 @@ fn chat_goes_through_the_template() {
 fn bench_json_has_positive_medians_within_min_max() {
     let model = shared("models/stories260K");
     let o = prism(&[
-        "bench", "--model", model.to_str().unwrap(), "--backend", "cpu", "-p", "32", "-n", "16", "-r", "3",
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "-p",
+        "32",
+        "-n",
+        "16",
+        "-r",
+        "3",
         "--json",
     ]);
     assert!(o.status.success(), "{}", err(&o));
@@ -127,8 +137,11 @@ fn bench_json_has_positive_medians_within_min_max() {
         assert_eq!(row["test"], test);
         assert_eq!(row["backends"], "cpu");
         assert_eq!(row["samples_ts"].as_array().unwrap().len(), 3);
-        let (min, med, max) =
-            (row["min_ts"].as_f64().unwrap(), row["median_ts"].as_f64().unwrap(), row["max_ts"].as_f64().unwrap());
+        let (min, med, max) = (
+            row["min_ts"].as_f64().unwrap(),
+            row["median_ts"].as_f64().unwrap(),
+            row["max_ts"].as_f64().unwrap(),
+        );
         assert!(min > 0.0 && min <= med && med <= max, "{row}");
         assert!(row["avg_ts"].as_f64().unwrap() > 0.0);
         assert!(row["model_n_params"].as_u64().unwrap() > 200_000);

@@ -78,7 +78,8 @@ fn last_position_logits_match_transformers() {
 fn prefill_in_chunks_equals_one_pass() {
     // A prompt split over several forward steps must give the same logits as one step.
     let files = ModelFiles::open(&shared("models/stories260K")).unwrap();
-    let prompt = files.tokenizer.encode("Once upon a time, there was a little dog named Max who", true).unwrap();
+    let prompt =
+        files.tokenizer.encode("Once upon a time, there was a little dog named Max who", true).unwrap();
     let mut results = Vec::new();
     for chunk in [512, 3] {
         let files = ModelFiles::open(&shared("models/stories260K")).unwrap();

@@ -104,17 +104,9 @@ fn huge_header_length_is_refused_without_allocating() {
 fn offsets_out_of_bounds_and_overflowing_shapes() {
     let dir = copy_model();
     let p = dir.path().join("model.safetensors");
-    write_raw(
-        &p,
-        br#"{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 4000]}}"#.to_vec(),
-        &[0; 16],
-    );
+    write_raw(&p, br#"{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 4000]}}"#.to_vec(), &[0; 16]);
     assert_contains(&load_error(dir.path()), &["`w`", "outside the 16 data bytes"]);
-    write_raw(
-        &p,
-        br#"{"w": {"dtype": "F32", "shape": [4], "data_offsets": [12, 4]}}"#.to_vec(),
-        &[0; 16],
-    );
+    write_raw(&p, br#"{"w": {"dtype": "F32", "shape": [4], "data_offsets": [12, 4]}}"#.to_vec(), &[0; 16]);
     assert_contains(&load_error(dir.path()), &["`w`", "data_offsets [12, 4]"]);
     let huge = format!(
         r#"{{"w": {{"dtype": "F32", "shape": [{0}, {0}, {0}], "data_offsets": [0, 16]}}}}"#,
@@ -128,17 +120,9 @@ fn offsets_out_of_bounds_and_overflowing_shapes() {
 fn dtype_and_shape_disagree_with_byte_length() {
     let dir = copy_model();
     let p = dir.path().join("model.safetensors");
-    write_raw(
-        &p,
-        br#"{"w": {"dtype": "F16", "shape": [3], "data_offsets": [0, 8]}}"#.to_vec(),
-        &[0; 8],
-    );
+    write_raw(&p, br#"{"w": {"dtype": "F16", "shape": [3], "data_offsets": [0, 8]}}"#.to_vec(), &[0; 8]);
     assert_contains(&load_error(dir.path()), &["`w`", "needs 6 bytes", "span 8"]);
-    write_raw(
-        &p,
-        br#"{"w": {"dtype": "Q9_X", "shape": [3], "data_offsets": [0, 8]}}"#.to_vec(),
-        &[0; 8],
-    );
+    write_raw(&p, br#"{"w": {"dtype": "Q9_X", "shape": [3], "data_offsets": [0, 8]}}"#.to_vec(), &[0; 8]);
     assert_contains(&load_error(dir.path()), &["unknown dtype `Q9_X`"]);
 }
 
@@ -169,8 +153,7 @@ fn stories_tensors() -> Vec<(String, String, Vec<usize>, Vec<u8>)> {
 fn rewrite(dir: &Path, edit: impl FnOnce(&mut Vec<(String, String, Vec<usize>, Vec<u8>)>)) {
     let mut t = stories_tensors();
     edit(&mut t);
-    let refs: Vec<_> =
-        t.iter().map(|(n, d, s, b)| (n.as_str(), d.as_str(), s.clone(), b.clone())).collect();
+    let refs: Vec<_> = t.iter().map(|(n, d, s, b)| (n.as_str(), d.as_str(), s.clone(), b.clone())).collect();
     write_safetensors(&dir.join("model.safetensors"), &refs);
 }
 
@@ -218,9 +201,7 @@ fn f16_and_bf16_weights_load_and_agree_with_f32() {
                     e.3.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
                 e.3 = match dtype {
                     "F16" => vals.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-                    "BF16" => {
-                        vals.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect()
-                    }
+                    "BF16" => vals.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
                     _ => e.3.clone(),
                 };
                 e.1 = dtype.into();
@@ -246,8 +227,7 @@ fn argmax(x: &[f32]) -> usize {
 fn bad_configs() {
     let dir = copy_model();
     let cfg = dir.path().join("config.json");
-    let original: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    let original: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
     std::fs::write(&cfg, "{ not json").unwrap();
     assert_contains(&load_error(dir.path()), &["config.json", "not valid JSON"]);
 

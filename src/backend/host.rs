@@ -100,7 +100,12 @@ impl HostTensor {
     /// Checks that `bytes` holds exactly `shape` of `dtype`; `None` otherwise (or on overflow).
     pub fn new(name: &str, dtype: DType, shape: Vec<usize>, bytes: HostBytes) -> Option<Self> {
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
-        (dtype.bytes_for(n)? == bytes.len()).then(|| HostTensor { name: name.to_string(), dtype, shape, bytes })
+        (dtype.bytes_for(n)? == bytes.len()).then(|| HostTensor {
+            name: name.to_string(),
+            dtype,
+            shape,
+            bytes,
+        })
     }
 
     /// An owned f32 tensor (tests, synthetic weights).

@@ -180,10 +180,10 @@ impl StepBatch {
                 return bad(format!("block table of sequence {s} runs past the block list"));
             }
         }
-        if let Some(kv) = kv {
-            if let Some(b) = self.block_tables.iter().find(|&&b| b as usize >= kv.blocks) {
-                return bad(format!("block id {b} >= {} blocks in the cache", kv.blocks));
-            }
+        if let Some(kv) = kv
+            && let Some(b) = self.block_tables.iter().find(|&&b| b as usize >= kv.blocks)
+        {
+            return bad(format!("block id {b} >= {} blocks in the cache", kv.blocks));
         }
         for i in 0..n {
             let s = self.token_seq[i] as usize;
@@ -261,14 +261,7 @@ pub trait Backend: Send {
     ) -> Result<()>;
     /// `out[rows, w.rows] (+)= x[rows, w.cols] · Wᵀ + bias`. A backend uses a gemv for small `rows`
     /// and a tiled GEMM for large ones.
-    fn matmul(
-        &mut self,
-        w: WeightId,
-        x: BufId,
-        out: BufId,
-        rows: usize,
-        mode: MatmulMode,
-    ) -> Result<()>;
+    fn matmul(&mut self, w: WeightId, x: BufId, out: BufId, rows: usize, mode: MatmulMode) -> Result<()>;
     /// For the `n` tokens of the step, reads fused rows `qkv[n, (heads + 2·kv_heads)·head_dim]`, applies
     /// rotary embedding (rotate-half layout, frequencies `inv_freq[head_dim/2]`, angle = position ·
     /// inv_freq) to q and k, writes the rotated queries to `q_out[n, heads·head_dim]`, and stores k and v
@@ -305,8 +298,7 @@ pub trait Backend: Send {
     /// `dst[i, :] = src[step.output_rows[i], :]` for each output row of the step; rows are `cols` wide.
     fn gather_rows(&mut self, src: BufId, dst: BufId, cols: usize) -> Result<()>;
     /// `dst[dst_off .. dst_off + len] = src[src_off .. src_off + len]` (f32 buffers).
-    fn copy(&mut self, src: BufId, src_off: usize, dst: BufId, dst_off: usize, len: usize)
-    -> Result<()>;
+    fn copy(&mut self, src: BufId, src_off: usize, dst: BufId, dst_off: usize, len: usize) -> Result<()>;
     /// `out[r] = argmax_j x[r, j]` (first index on ties) for `rows` rows of `cols`; `out` is a u32
     /// buffer.
     fn argmax(&mut self, x: BufId, out: BufId, rows: usize, cols: usize) -> Result<()>;
@@ -382,9 +374,9 @@ pub fn probe_all(threads: usize) -> Vec<BackendReport> {
         .map(|&kind| BackendReport {
             kind,
             devices: match kind {
-                BackendKind::Cpu => cpu::CpuBackend::new(threads)
-                    .map(|b| vec![b.info().device])
-                    .map_err(|e| e.to_string()),
+                BackendKind::Cpu => {
+                    cpu::CpuBackend::new(threads).map(|b| vec![b.info().device]).map_err(|e| e.to_string())
+                }
                 _ => Err(not_built(kind)),
             },
         })
@@ -413,8 +405,6 @@ pub fn create(kind: BackendKind, opts: BackendOptions) -> Result<Box<dyn Backend
             }
             Ok(Box::new(cpu::CpuBackend::new(opts.threads)?))
         }
-        other => {
-            Err(BackendError::Unavailable { backend: other.name().into(), reason: not_built(other) })
-        }
+        other => Err(BackendError::Unavailable { backend: other.name().into(), reason: not_built(other) }),
     }
 }

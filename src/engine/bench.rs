@@ -77,11 +77,7 @@ pub fn run(
     let context = engine.context();
     let need = cfg.n_prompt.max(cfg.n_gen);
     if need > context {
-        return Err(EngineError::ContextOverflow {
-            prompt: cfg.n_prompt,
-            max_tokens: cfg.n_gen,
-            context,
-        });
+        return Err(EngineError::ContextOverflow { prompt: cfg.n_prompt, max_tokens: cfg.n_gen, context });
     }
     let mut blocks = Vec::new();
     engine.pool.ensure(&mut blocks, need)?;

@@ -220,10 +220,10 @@ impl ModelConfig {
             bos_token_id: id_list(v.get("bos_token_id")).first().copied(),
             eos_token_ids: id_list(v.get("eos_token_id")),
         };
-        if let Some(act) = v.get("hidden_act").and_then(Value::as_str) {
-            if act != "silu" {
-                return Err(bad(path, format!("hidden_act `{act}` is not supported (only silu)")));
-            }
+        if let Some(act) = v.get("hidden_act").and_then(Value::as_str)
+            && act != "silu"
+        {
+            return Err(bad(path, format!("hidden_act `{act}` is not supported (only silu)")));
         }
         cfg.validate().map_err(|d| bad(path, d))?;
         Ok(cfg)
@@ -246,13 +246,13 @@ impl ModelConfig {
                 return Err(format!("`{name}` = {value} is out of range 1..={max}"));
             }
         }
-        if self.heads % self.kv_heads != 0 {
+        if !self.heads.is_multiple_of(self.kv_heads) {
             return Err(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.heads, self.kv_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(format!("head_dim {} is odd; RoPE needs pairs", self.head_dim));
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
@@ -314,10 +314,10 @@ fn parse_rope_scaling(r: &Value) -> Result<Option<RopeScaling>, String> {
                 high_freq_factor: need("high_freq_factor")?,
                 original_max_position: need("original_max_position_embeddings")?,
             };
-            if let RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, .. } = s {
-                if factor <= 0.0 || high_freq_factor <= low_freq_factor {
-                    return Err("rope_scaling llama3 has inconsistent factors".into());
-                }
+            if let RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, .. } = s
+                && (factor <= 0.0 || high_freq_factor <= low_freq_factor)
+            {
+                return Err("rope_scaling llama3 has inconsistent factors".into());
             }
             Ok(Some(s))
         }

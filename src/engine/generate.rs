@@ -29,9 +29,7 @@ pub enum EngineError {
     #[error(transparent)]
     Sampling(#[from] SamplingError),
     /// The prompt plus the tokens to generate do not fit the context.
-    #[error(
-        "prompt of {prompt} tokens + max_tokens {max_tokens} exceeds the context of {context} tokens"
-    )]
+    #[error("prompt of {prompt} tokens + max_tokens {max_tokens} exceeds the context of {context} tokens")]
     ContextOverflow { prompt: usize, max_tokens: usize, context: usize },
     /// Nothing to run the model on.
     #[error("the prompt is empty and the model has no BOS token to start from")]
@@ -309,9 +307,9 @@ impl Engine {
         }
         let mut blocks = Vec::new();
         self.pool.ensure(&mut blocks, prompt_ids.len())?;
-        let result = self.prefill(prompt_ids, &blocks).and_then(|_| {
-            Ok(self.model.read_logits(self.backend.as_mut(), &mut self.logits)?)
-        });
+        let result = self
+            .prefill(prompt_ids, &blocks)
+            .and_then(|_| Ok(self.model.read_logits(self.backend.as_mut(), &mut self.logits)?));
         self.pool.release(&mut blocks);
         result?;
         Ok(self.logits.clone())

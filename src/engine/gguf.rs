@@ -229,9 +229,9 @@ impl<'a> Reader<'a> {
                     return self.err(format!("{what}: nested arrays are not supported"));
                 }
                 let elem = self.u32(what)?;
-                let min = value_min_size(elem).ok_or(()).or_else(|_| {
-                    self.err(format!("{what}: unknown array element type {elem}"))
-                })?;
+                let min = value_min_size(elem)
+                    .ok_or(())
+                    .or_else(|_| self.err(format!("{what}: unknown array element type {elem}")))?;
                 let n = self.count(min, what)?;
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -304,13 +304,16 @@ impl Gguf {
             infos.push((name, dims, ggml_type, offset));
         }
         let data_offset = (r.pos as u64).div_ceil(alignment) * alignment;
+        // Vocabulary-only files end right after the metadata, before the padding.
+        let data_offset = if infos.is_empty() { data_offset.min(bytes.len() as u64) } else { data_offset };
         if data_offset > bytes.len() as u64 {
             return r.err("the tensor data section starts past the end of the file");
         }
         let data_len = bytes.len() as u64 - data_offset;
         let mut tensors = Vec::with_capacity(infos.len());
         for (name, dims, ggml_type, offset) in infos {
-            let fail = |d: String| Err(GgufError { offset: data_offset, detail: format!("tensor `{name}`: {d}") });
+            let fail =
+                |d: String| Err(GgufError { offset: data_offset, detail: format!("tensor `{name}`: {d}") });
             let numel = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
             let Some(numel) = numel else { return fail(format!("dimensions {dims:?} overflow")) };
             let Some((block_bytes, block_elems)) = ggml_block(ggml_type) else {
@@ -402,7 +405,7 @@ mod tests {
         b.extend(2u64.to_le_bytes());
         b.extend(0u32.to_le_bytes());
         b.extend(0u64.to_le_bytes());
-        while b.len() % 32 != 0 {
+        while !b.len().is_multiple_of(32) {
             b.push(0);
         }
         let start = b.len();

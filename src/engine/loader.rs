@@ -33,7 +33,9 @@ pub enum LoadError {
     #[error("tensor `{name}` has shape {got:?}, expected {expected:?}")]
     ShapeMismatch { name: String, expected: Vec<usize>, got: Vec<usize> },
     /// A tensor is stored in a dtype prism cannot use.
-    #[error("tensor `{name}` has unsupported dtype {dtype} (supported: F32, F16, BF16)")]
+    #[error(
+        "tensor `{name}` has unsupported dtype {dtype} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)"
+    )]
     UnsupportedDType { name: String, dtype: String },
     /// No weight files were found in a directory.
     #[error("no model.safetensors or model.safetensors.index.json in {dir}")]
@@ -67,6 +69,11 @@ impl WeightSource {
     /// Adds a tensor under its name.
     pub fn insert(&mut self, t: HostTensor) {
         self.entries.insert(t.name.clone(), Entry::Ready(t));
+    }
+
+    /// Records a tensor stored in a dtype prism cannot use; asking for it names the dtype.
+    pub fn insert_unsupported(&mut self, name: &str, dtype: &str) {
+        self.entries.insert(name.to_string(), Entry::Unsupported { dtype: dtype.to_string() });
     }
 
     /// Whether a tensor of that name exists (usable or not).
@@ -156,8 +163,7 @@ fn corrupt(path: &Path, detail: impl Into<String>) -> LoadError {
 fn shard_files(index: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let text = std::fs::read_to_string(index)
         .map_err(|e| LoadError::Io { path: index.display().to_string(), source: e })?;
-    let v: Value =
-        serde_json::from_str(&text).map_err(|e| corrupt(index, format!("not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| corrupt(index, format!("not valid JSON: {e}")))?;
     let map = v
         .get("weight_map")
         .and_then(Value::as_object)
@@ -213,11 +219,8 @@ pub(crate) fn parse_safetensors_bytes(
             continue;
         }
         let err = |d: String| corrupt(path, format!("tensor `{name}`: {d}"));
-        let dtype_name = meta
-            .get("dtype")
-            .and_then(Value::as_str)
-            .ok_or_else(|| err("no dtype".into()))?
-            .to_string();
+        let dtype_name =
+            meta.get("dtype").and_then(Value::as_str).ok_or_else(|| err("no dtype".into()))?.to_string();
         let shape: Vec<usize> = meta
             .get("shape")
             .and_then(Value::as_array)
@@ -237,9 +240,7 @@ pub(crate) fn parse_safetensors_bytes(
             .ok_or_else(|| err("data_offsets is not a pair of integers".into()))?;
         let (begin, end) = offsets;
         if begin > end || end > data_len as u64 {
-            return Err(err(format!(
-                "data_offsets [{begin}, {end}] fall outside the {data_len} data bytes"
-            )));
+            return Err(err(format!("data_offsets [{begin}, {end}] fall outside the {data_len} data bytes")));
         }
         let elem_size = match dtype_name.as_str() {
             "F32" | "I32" | "U32" => 4,

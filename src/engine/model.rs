@@ -113,8 +113,7 @@ impl Model {
             } else {
                 None
             };
-            let mlp_parts =
-                [t("mlp.gate_proj.weight", &[c.ffn, h])?, t("mlp.up_proj.weight", &[c.ffn, h])?];
+            let mlp_parts = [t("mlp.gate_proj.weight", &[c.ffn, h])?, t("mlp.up_proj.weight", &[c.ffn, h])?];
             layers.push(Layer {
                 attn_norm: norm(backend, &format!("{p}input_layernorm.weight"))?,
                 wqkv: backend.upload_weight(&qkv_parts, qkv_bias.as_deref())?,
