@@ -123,14 +123,18 @@ impl CpuBackend {
     }
 
     fn build(threads: usize, kern: &'static Kernels) -> Result<CpuBackend> {
-        let pool = ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("prism-cpu-{i}"))
-            .build()
-            .map_err(|e| BackendError::Unavailable {
-                backend: "cpu".into(),
-                reason: format!("cannot start {threads} threads: {e}"),
-            })?;
+        // The calling thread (the engine's) joins the pool as worker 0, so an op runs on it directly
+        // instead of being handed to another thread and waited for: that handoff cost more than the
+        // op itself in decode. A thread can belong to one pool only; later backends on the same
+        // thread get an ordinary pool.
+        let builder = |own_thread: bool| {
+            let b = ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("prism-cpu-{i}"));
+            if own_thread { b.use_current_thread() } else { b }.build()
+        };
+        let pool = builder(true).or_else(|_| builder(false)).map_err(|e| BackendError::Unavailable {
+            backend: "cpu".into(),
+            reason: format!("cannot start {threads} threads: {e}"),
+        })?;
         let threads = pool.current_num_threads();
         Ok(CpuBackend {
             device: format!("{} ({threads} threads, {})", cpu_model(), kern.level.name()),
