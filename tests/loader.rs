@@ -313,3 +313,92 @@ fn context_overflow_is_an_error_not_a_crash() {
     let ok = engine.generate(&[1; 20], &params, |_| {});
     assert_eq!(ok.unwrap().ids.len(), 5);
 }
+
+/// Greedy ids of a model directory for one prompt.
+fn greedy(dir: &Path, prompt: &str, n: usize) -> Vec<u32> {
+    let files = ModelFiles::open(dir).unwrap();
+    let ids = files.tokenizer.encode(prompt, true).unwrap();
+    let b = create(BackendKind::Cpu, BackendOptions::default()).unwrap();
+    let mut engine = Engine::new(b, files, EngineOptions::default()).unwrap();
+    let params = prism::engine::generate::GenerateParams {
+        max_tokens: n,
+        sampling: Default::default(),
+        stop: vec![],
+        ignore_eos: true,
+    };
+    engine.generate(&ids, &params, |_| {}).unwrap().ids
+}
+
+fn set_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(p, v.to_string()).unwrap();
+}
+
+#[test]
+fn qwen2_biases_are_loaded_and_applied() {
+    let reference = greedy(&stories(), "Once upon a time", 20);
+    // Qwen2 = Llama + q/k/v biases: zero biases must change nothing, a large bias must change the text.
+    for (bias, same) in [(0.0f32, true), (3.0, false)] {
+        let dir = copy_model();
+        set_config(dir.path(), |v| v["architectures"] = serde_json::json!(["Qwen2ForCausalLM"]));
+        rewrite(dir.path(), |t| {
+            for l in 0..5 {
+                for (p, rows) in [("q", 64usize), ("k", 32), ("v", 32)] {
+                    let data: Vec<u8> = (0..rows).flat_map(|_| bias.to_le_bytes()).collect();
+                    let name = format!("model.layers.{l}.self_attn.{p}_proj.bias");
+                    t.push((name, "F32".into(), vec![rows], data));
+                }
+            }
+        });
+        let got = greedy(dir.path(), "Once upon a time", 20);
+        assert_eq!(got == reference, same, "bias {bias}: {got:?} vs {reference:?}");
+    }
+    // Without the biases a Qwen2 checkpoint is incomplete.
+    let dir = copy_model();
+    set_config(dir.path(), |v| v["architectures"] = serde_json::json!(["Qwen2ForCausalLM"]));
+    assert_contains(&load_error(dir.path()), &["model.layers.0.self_attn.q_proj.bias", "missing"]);
+}
+
+#[test]
+fn mistral_sliding_window_limits_attention() {
+    let reference = greedy(&stories(), "Once upon a time", 40);
+    let dir = copy_model();
+    set_config(dir.path(), |v| {
+        v["architectures"] = serde_json::json!(["MistralForCausalLM"]);
+        v["sliding_window"] = serde_json::json!(4096);
+    });
+    assert_eq!(greedy(dir.path(), "Once upon a time", 40), reference, "a window wider than the text");
+    set_config(dir.path(), |v| v["sliding_window"] = serde_json::json!(4));
+    assert_ne!(greedy(dir.path(), "Once upon a time", 40), reference, "a 4-token window must matter");
+}
+
+#[test]
+fn llama3_rope_scaling_matches_the_transformers_formula() {
+    let dir = copy_model();
+    set_config(dir.path(), |v| {
+        v["head_dim"] = serde_json::json!(128);
+        v["rope_theta"] = serde_json::json!(500000.0);
+        v["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 8.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192});
+    });
+    let (cfg, _) = prism::engine::config::ModelConfig::from_hf_dir(dir.path()).unwrap();
+    let inv = cfg.rope_inv_freq();
+    assert_eq!(inv.len(), 64);
+    // Reference values from transformers' `_compute_llama3_parameters` (computed in f64).
+    let want = [
+        (0, 1.0),
+        (10, 0.128_687_373_432_650_52),
+        (20, 0.016_560_440_080_994_446),
+        (30, 0.001_371_893_567_761_138_1),
+        (40, 3.428_102_195_952_591e-5),
+        (50, 4.411_534_674_558_404e-6),
+        (63, 3.068_925_988_914_511e-7),
+    ];
+    for (i, w) in want {
+        let rel = ((inv[i] as f64 - w) / w).abs();
+        assert!(rel < 1e-5, "inv_freq[{i}] = {} vs {w}", inv[i]);
+    }
+}
