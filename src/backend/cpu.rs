@@ -15,6 +15,7 @@ mod matmul;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod ops;
+mod qkernels;
 mod scalar;
 mod simd;
 mod weights;
@@ -53,8 +54,8 @@ pub struct CpuBackend {
     step: StepBatch,
     /// The cache shape `step` was validated against.
     step_kv: Option<KvSpec>,
-    /// Matmul tiles (grows to the largest matmul).
-    tiles: Vec<f32>,
+    /// Matmul tiles and activation sums (grow to the largest matmul).
+    mm: matmul::Scratch,
     /// Rotated keys of one `rope_store_kv`.
     k_tmp: Vec<f32>,
 }
@@ -146,7 +147,7 @@ impl CpuBackend {
             kvs: Vec::new(),
             step: StepBatch::default(),
             step_kv: None,
-            tiles: Vec::new(),
+            mm: matmul::Scratch::default(),
             k_tmp: Vec::new(),
         })
     }
@@ -353,12 +354,12 @@ impl Backend for CpuBackend {
         let wt = self.weight(op, w)?;
         let (xl, ol) = (mul(op, rows, wt.cols)?, mul(op, rows, wt.rows)?);
         self.f32s(op, "x", x, xl)?;
-        let mut tiles = std::mem::take(&mut self.tiles);
+        let mut mm = std::mem::take(&mut self.mm);
         let r = self.with_out(op, out, ol, |s, o| {
             let (wt, xs) = (&s.weights[w.0 as usize], s.f32s(op, "x", x, xl)?);
-            s.pool.install(|| matmul::matmul(s.kern, s.threads, wt, xs, rows, o, mode, &mut tiles))
+            s.pool.install(|| matmul::matmul(s.kern, s.threads, wt, xs, rows, o, mode, &mut mm))
         });
-        self.tiles = tiles;
+        self.mm = mm;
         r
     }
 

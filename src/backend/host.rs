@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
-/// Storage dtype of a weight tensor.
+/// Storage dtype of a weight tensor. The quantized types use llama.cpp's block layouts (little-endian),
+/// described in [`crate::backend::quant`]; a row of a quantized tensor is a whole number of blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     /// IEEE 754 binary32.
@@ -15,28 +16,86 @@ pub enum DType {
     F16,
     /// bfloat16 (the top half of an f32).
     BF16,
+    /// 32 elements in 34 bytes: `{f16 d; i8 q[32]}`, `x = d·q`.
+    Q8_0,
+    /// 32 elements in 18 bytes: `{f16 d; u8 qs[16]}`, `x = d·(q − 8)`, 4-bit `q`.
+    Q4_0,
+    /// 32 elements in 20 bytes: `{f16 d; f16 m; u8 qs[16]}`, `x = d·q + m`, 4-bit `q`.
+    Q4_1,
+    /// 256 elements in 144 bytes: `{f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}`, 8 sub-blocks of 32
+    /// with 6-bit scales and mins, `x = d·sc·q − dmin·m`.
+    Q4K,
+    /// 256 elements in 210 bytes: `{u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}`, 16 sub-blocks of
+    /// 16, 6-bit `q`, `x = d·sc·(q − 32)`.
+    Q6K,
 }
 
 impl DType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
+    /// Every dtype, for tests and tables.
+    pub const ALL: [DType; 8] =
+        [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4K, DType::Q6K];
+
+    /// Elements per block (1 for the float types).
+    pub fn block_elems(self) -> usize {
         match self {
-            DType::F32 => 4,
-            DType::F16 | DType::BF16 => 2,
+            DType::F32 | DType::F16 | DType::BF16 => 1,
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => 32,
+            DType::Q4K | DType::Q6K => 256,
         }
     }
 
-    /// Bytes taken by `n` elements, or `None` on overflow.
-    pub fn bytes_for(self, n: usize) -> Option<usize> {
-        n.checked_mul(self.size())
+    /// Bytes per block (per element for the float types).
+    pub fn block_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+            DType::Q8_0 => 34,
+            DType::Q4_0 => 18,
+            DType::Q4_1 => 20,
+            DType::Q4K => 144,
+            DType::Q6K => 210,
+        }
     }
 
-    /// Lower-case name (`f32`, `f16`, `bf16`).
+    /// Bytes taken by `n` elements; `None` on overflow or when `n` is not a whole number of blocks.
+    pub fn bytes_for(self, n: usize) -> Option<usize> {
+        if !n.is_multiple_of(self.block_elems()) {
+            return None;
+        }
+        (n / self.block_elems()).checked_mul(self.block_bytes())
+    }
+
+    /// Whether this is a block-quantized type.
+    pub fn is_quantized(self) -> bool {
+        self.block_elems() > 1
+    }
+
+    /// The dtype of a ggml type id (GGUF tensor info), `None` for types prism has no kernels for.
+    pub fn from_ggml(type_id: u32) -> Option<DType> {
+        Some(match type_id {
+            0 => DType::F32,
+            1 => DType::F16,
+            2 => DType::Q4_0,
+            3 => DType::Q4_1,
+            8 => DType::Q8_0,
+            12 => DType::Q4K,
+            14 => DType::Q6K,
+            30 => DType::BF16,
+            _ => return None,
+        })
+    }
+
+    /// Lower-case name (`f32`, `f16`, `bf16`, `q8_0`, `q4_0`, `q4_1`, `q4_k`, `q6_k`).
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::BF16 => "bf16",
+            DType::Q8_0 => "q8_0",
+            DType::Q4_0 => "q4_0",
+            DType::Q4_1 => "q4_1",
+            DType::Q4K => "q4_k",
+            DType::Q6K => "q6_k",
         }
     }
 }
@@ -97,9 +156,14 @@ pub struct HostTensor {
 }
 
 impl HostTensor {
-    /// Checks that `bytes` holds exactly `shape` of `dtype`; `None` otherwise (or on overflow).
+    /// Checks that `bytes` holds exactly `shape` of `dtype`; `None` otherwise (or on overflow). A
+    /// quantized tensor's rows (its last dimension) must be whole blocks.
     pub fn new(name: &str, dtype: DType, shape: Vec<usize>, bytes: HostBytes) -> Option<Self> {
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+        let row = shape.last().copied().unwrap_or(1);
+        if !row.is_multiple_of(dtype.block_elems()) {
+            return None;
+        }
         (dtype.bytes_for(n)? == bytes.len()).then(|| HostTensor {
             name: name.to_string(),
             dtype,
@@ -128,10 +192,15 @@ impl HostTensor {
         }
     }
 
-    /// All elements converted to f32 (small tensors: norms, biases).
+    /// All elements converted (dequantized) to f32 (small tensors: norms, biases, tests).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         let b: &[u8] = &self.bytes;
         match self.dtype {
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q4K | DType::Q6K => {
+                let mut out = vec![0f32; self.numel()];
+                super::quant::dequantize(self.dtype, b, &mut out);
+                out
+            }
             DType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             DType::F16 => {
                 b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()

@@ -13,6 +13,7 @@
 
 pub mod cpu;
 mod host;
+pub mod quant;
 
 use thiserror::Error;
 

@@ -15,6 +15,10 @@ type BResult<T> = Result<T, BackendError>;
 
 /// Largest normalized mean squared error `Σ(a−b)²/Σb²` an op may show.
 pub const MAX_NMSE: f64 = 1e-6;
+/// Largest NMSE of a quantized-weight case against another backend ([`compare_backends`]): a GPU
+/// backend may round activations or dequantized weights to 16 bits. The CPU backend, whose
+/// activations stay f32, meets [`MAX_NMSE`] against the f64 reference.
+pub const MAX_NMSE_QUANT: f64 = 1e-3;
 
 /// One op test: builds its inputs on a backend, runs the op, reads the result back.
 pub trait OpCase {
@@ -25,6 +29,10 @@ pub trait OpCase {
     fn reference(&self) -> Vec<f64>;
     /// Integer outputs (argmax) must match exactly rather than by NMSE.
     fn exact(&self) -> bool {
+        false
+    }
+    /// Whether the case reads quantized weights ([`MAX_NMSE_QUANT`] between backends).
+    fn quantized(&self) -> bool {
         false
     }
 }
@@ -51,8 +59,33 @@ fn rand_vec(r: &mut ChaCha8Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
     (0..n).map(|_| r.random_range(lo..hi)).collect()
 }
 
-/// `v` rounded to `dtype` (the values the backend will see) and its little-endian bytes.
-fn quantize(v: &[f32], dtype: DType) -> (Vec<f32>, Vec<u8>) {
+/// Byte offsets of the f16 scale fields in a block of a quantized dtype.
+pub fn scale_offsets(dtype: DType) -> &'static [usize] {
+    match dtype {
+        DType::Q8_0 | DType::Q4_0 => &[0],
+        DType::Q4_1 | DType::Q4K => &[0, 2],
+        DType::Q6K => &[208],
+        _ => &[],
+    }
+}
+
+/// `n` elements of a quantized dtype with random quants (random bytes) and random finite f16
+/// scales of either sign: the bytes and their exact dequantized values.
+pub fn random_quant(r: &mut ChaCha8Rng, dtype: DType, n: usize) -> (Vec<f32>, Vec<u8>) {
+    let mut bytes: Vec<u8> = (0..dtype.bytes_for(n).expect("whole blocks")).map(|_| r.random()).collect();
+    for blk in bytes.chunks_exact_mut(dtype.block_bytes()) {
+        for &at in scale_offsets(dtype) {
+            let v = f16::from_f32(r.random_range(-0.1f32..0.1));
+            blk[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    let t = HostTensor::new("q", dtype, vec![n], HostBytes::Owned(bytes.clone().into())).expect("tensor");
+    (t.to_f32_vec(), bytes)
+}
+
+/// `v` rounded to `dtype` (the values the backend will see) and its little-endian bytes; quantized
+/// dtypes get random blocks instead ([`random_quant`]).
+fn quantize(r: &mut ChaCha8Rng, v: &[f32], dtype: DType) -> (Vec<f32>, Vec<u8>) {
     match dtype {
         DType::F32 => (v.to_vec(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         DType::F16 => {
@@ -63,6 +96,7 @@ fn quantize(v: &[f32], dtype: DType) -> (Vec<f32>, Vec<u8>) {
             let h: Vec<bf16> = v.iter().map(|&x| bf16::from_f32(x)).collect();
             (h.iter().map(|x| x.to_f32()).collect(), h.iter().flat_map(|x| x.to_le_bytes()).collect())
         }
+        _ => random_quant(r, dtype, v.len()),
     }
 }
 
@@ -77,7 +111,8 @@ fn make_weight(
     let mut all = Vec::new();
     let mut tensors = Vec::new();
     for (i, &rows) in parts.iter().enumerate() {
-        let (vals, bytes) = quantize(&rand_vec(r, rows * cols, -1.0, 1.0), dtype);
+        let v = rand_vec(r, rows * cols, -1.0, 1.0);
+        let (vals, bytes) = quantize(r, &v, dtype);
         let t =
             HostTensor::new(&format!("{name}.{i}"), dtype, vec![rows, cols], HostBytes::Owned(bytes.into()));
         tensors.push(t.expect("tensor bytes match shape"));
@@ -107,7 +142,7 @@ fn download(b: &mut dyn Backend, id: BufId, len: usize) -> BResult<Vec<f32>> {
 
 // ---- matmul ------------------------------------------------------------------------------------
 
-struct Matmul {
+pub struct Matmul {
     dtype: DType,
     parts: Vec<usize>,
     cols: usize,
@@ -121,7 +156,7 @@ struct Matmul {
 }
 
 impl Matmul {
-    fn new(
+    pub fn new(
         seed: u64,
         dtype: DType,
         parts: &[usize],
@@ -147,6 +182,9 @@ impl OpCase for Matmul {
             "matmul {} parts {:?} cols {} tokens {} {:?}{b}",
             self.dtype, self.parts, self.cols, self.tokens, self.mode
         )
+    }
+    fn quantized(&self) -> bool {
+        self.dtype.is_quantized()
     }
     fn run(&self, b: &mut dyn Backend) -> BResult<Vec<f32>> {
         let w = b.upload_weight(&self.tensors, self.bias.as_deref())?;
@@ -177,7 +215,7 @@ impl OpCase for Matmul {
 
 // ---- embed -------------------------------------------------------------------------------------
 
-struct Embed {
+pub struct Embed {
     dtype: DType,
     dim: usize,
     tensors: Vec<HostTensor>,
@@ -189,6 +227,9 @@ struct Embed {
 impl OpCase for Embed {
     fn name(&self) -> String {
         format!("embed {} dim {} tokens {}/{}", self.dtype, self.dim, self.n, self.tokens.len())
+    }
+    fn quantized(&self) -> bool {
+        self.dtype.is_quantized()
     }
     fn run(&self, b: &mut dyn Backend) -> BResult<Vec<f32>> {
         let t = b.upload_weight(&self.tensors, None)?;
@@ -202,6 +243,21 @@ impl OpCase for Embed {
             .iter()
             .flat_map(|&t| self.table[t as usize * self.dim..][..self.dim].iter().map(|&v| v as f64))
             .collect()
+    }
+}
+
+impl Embed {
+    /// A table of `parts` rows × `dim` in `dtype` and 11 tokens (9 looked up) over all its rows.
+    pub fn new(seed: u64, dtype: DType, parts: &[usize], dim: usize) -> Self {
+        let mut r = rng(seed);
+        let (tensors, table) = make_weight(&mut r, "embed", dtype, parts, dim);
+        let vocab: usize = parts.iter().sum();
+        let last = vocab as u32 - 1;
+        let tokens: Vec<u32> = (0..7)
+            .map(|_| r.random_range(0..vocab as u32))
+            .chain([last, 0, parts[0] as u32 - 1, parts[0] as u32])
+            .collect();
+        Embed { dtype, dim, tensors, table, tokens, n: 9 }
     }
 }
 
@@ -538,12 +594,10 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
     }
     for dtype in dtypes {
         for dim in [1, 33, 257] {
-            let mut r = rng(next());
-            let (tensors, table) = make_weight(&mut r, "embed", dtype, &[20, 17], dim);
-            let tokens: Vec<u32> = (0..7).map(|_| r.random_range(0..37)).chain([36, 0, 19, 20]).collect();
-            v.push(Box::new(Embed { dtype, dim, tensors, table, tokens, n: 9 }));
+            v.push(Box::new(Embed::new(next(), dtype, &[20, 17], dim)));
         }
     }
+    v.extend(quant_cases(&mut next));
     for rows in [1, 3, 17] {
         for dim in [1, 7, 33, 257, 1000] {
             let mut r = rng(next());
@@ -582,11 +636,52 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
     v
 }
 
+/// The quantized-weight cases (every quantized dtype): gemv (1–8 tokens) and GEMM (≥ 9 tokens)
+/// matmuls with odd row counts, multi-part weights, bias, both modes, rows longer than one GEMM
+/// k-slice; embedding lookups.
+pub fn quant_cases(next: &mut impl FnMut() -> u64) -> Vec<Box<dyn OpCase>> {
+    let mut v: Vec<Box<dyn OpCase>> = Vec::new();
+    let modes = [MatmulMode::Overwrite, MatmulMode::Accumulate];
+    for (di, dtype) in [DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4K, DType::Q6K].into_iter().enumerate()
+    {
+        let blk = dtype.block_elems();
+        let cols = [blk, 3 * blk, 2048, 1280 / blk * blk];
+        for (i, (parts, tokens)) in [
+            (&[1][..], 1),
+            (&[3][..], 2),
+            (&[17][..], 3),
+            (&[5, 3, 9][..], 4),
+            (&[9][..], 5),
+            (&[4, 7][..], 8),
+            (&[17][..], 9),
+            (&[13, 3][..], 13),
+            (&[70, 3, 40][..], 61),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let c = cols[(i + di) % cols.len()];
+            let mode = modes[(i + di) % 2];
+            let bias = (i + di) % 3 == 0;
+            v.push(Box::new(Matmul::new(next(), dtype, parts, c, tokens, mode, bias)));
+        }
+        for dim in [blk, 2 * blk] {
+            v.push(Box::new(Embed::new(next(), dtype, &[20, 17], dim)));
+        }
+    }
+    v
+}
+
 /// Runs every case on `b` and checks it against the scalar reference; panics listing all failures.
 pub fn check_all_ops(b: &mut dyn Backend) {
+    check_cases(b, &cases(), MAX_NMSE);
+}
+
+/// Runs `cases` on `b` and checks them against the scalar reference, quantized cases to
+/// `quant_max_nmse`, the others to [`MAX_NMSE`]; panics listing all failures.
+pub fn check_cases(b: &mut dyn Backend, cases: &[Box<dyn OpCase>], quant_max_nmse: f64) {
     let mut failures = Vec::new();
-    let cases = cases();
-    for c in &cases {
+    for c in cases {
         let want = c.reference();
         match c.run(b) {
             Err(e) => failures.push(format!("{}: error {e}", c.name())),
@@ -597,7 +692,7 @@ pub fn check_all_ops(b: &mut dyn Backend) {
             }
             Ok(got) => {
                 let e = nmse(&got, &want);
-                if e > MAX_NMSE {
+                if e > if c.quantized() { quant_max_nmse } else { MAX_NMSE } {
                     failures.push(format!("{}: nmse {e:e}", c.name()));
                 }
             }
@@ -621,7 +716,8 @@ pub fn compare_backends(b: &mut dyn Backend, reference: &mut dyn Backend) {
             (Ok(got), Ok(want)) => {
                 let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
                 let e = nmse(&got, &want);
-                let bad = if c.exact() { e != 0.0 } else { e > MAX_NMSE };
+                let max = if c.quantized() { MAX_NMSE_QUANT } else { MAX_NMSE };
+                let bad = if c.exact() { e != 0.0 } else { e > max };
                 if bad {
                     failures.push(format!("{}: nmse {e:e} against {}", c.name(), reference.info().backend));
                 }
@@ -679,6 +775,17 @@ pub fn check_errors(b: &mut dyn Backend) {
     expect_invalid("upload_weight dtypes differ", b.upload_weight(&[t8.clone(), tb].concat(), None), &mut f);
     expect_invalid("upload_weight bias length", b.upload_weight(&t8, Some(&[1.0; 3])), &mut f);
     expect_invalid("upload_weight no parts", b.upload_weight(&[], None), &mut f);
+    // A quantized tensor whose rows are not whole blocks (built by hand: HostTensor::new refuses it).
+    let partial = HostTensor {
+        name: "q".into(),
+        dtype: DType::Q4_0,
+        shape: vec![2, 16],
+        bytes: HostBytes::Owned(vec![0u8; 18].into()),
+    };
+    expect_invalid("upload_weight partial quant block", b.upload_weight(&[partial], None), &mut f);
+    let (q1, _) = make_weight(&mut r, "q1", DType::Q8_0, &[2], 32);
+    let (q2, _) = make_weight(&mut r, "q2", DType::Q4_0, &[2], 32);
+    expect_invalid("upload_weight quant dtypes differ", b.upload_weight(&[q1, q2].concat(), None), &mut f);
     // element-wise
     expect_invalid("rms_norm in place", b.rms_norm(x, small, x, 2, 5, 1e-5), &mut f);
     expect_invalid("rms_norm weight short", b.rms_norm(x, small, out, 1, 8, 1e-5), &mut f);

@@ -1,4 +1,5 @@
-//! AVX2 + FMA + F16C kernels (x86-64): vector helpers for [`simd_kernels!`]; 3×4 GEMM register tile.
+//! AVX2 + FMA + F16C kernels (x86-64): vector helpers for [`simd_kernels!`] and [`quant_kernels!`];
+//! 3×4 GEMM register tile.
 
 use std::arch::x86_64::*;
 
@@ -10,6 +11,7 @@ const W: usize = 8;
 /// Tokens per GEMM register tile: 3×4 accumulators + 3 activation vectors + 1 = 16 ymm.
 const MR: usize = 3;
 
+super::qkernels::quant_kernels!("avx2,fma,f16c");
 super::kernels::simd_kernels!("avx2,fma,f16c", Level::Avx2);
 
 #[inline]
@@ -86,4 +88,97 @@ fn hsum4(v: &[V; 4]) -> [f32; 4] {
     // SAFETY: `out` is 4 writable f32.
     unsafe { _mm_storeu_ps(out.as_mut_ptr(), s4) };
     out
+}
+
+// ---- quantized-weight helpers (see `qkernels.rs`) ----------------------------------------------
+
+type VI = __m256i;
+/// Tokens one quantized gemv pass keeps in registers (4 rows × 2 tokens of accumulators: 16 registers).
+const QM: usize = 2;
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn ld_u8(s: &[u8; W]) -> VI {
+    // SAFETY: `s` is 8 readable bytes; the load is unaligned.
+    _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(s.as_ptr().cast()) })
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn ld_i8(s: &[u8; W]) -> VI {
+    // SAFETY: `s` is 8 readable bytes; the load is unaligned.
+    _mm256_cvtepi8_epi32(unsafe { _mm_loadl_epi64(s.as_ptr().cast()) })
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn isplat(v: i32) -> VI {
+    _mm256_set1_epi32(v)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iand(a: VI, b: VI) -> VI {
+    _mm256_and_si256(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn ior(a: VI, b: VI) -> VI {
+    _mm256_or_si256(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn isub(a: VI, b: VI) -> VI {
+    _mm256_sub_epi32(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn shr4(a: VI) -> VI {
+    _mm256_srli_epi32::<4>(a)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn shr2(a: VI) -> VI {
+    _mm256_srli_epi32::<2>(a)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn shl4(a: VI) -> VI {
+    _mm256_slli_epi32::<4>(a)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn shl2(a: VI) -> VI {
+    _mm256_slli_epi32::<2>(a)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn cvt(a: VI) -> V {
+    _mm256_cvtepi32_ps(a)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mul(a: V, b: V) -> V {
+    _mm256_mul_ps(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn sub(a: V, b: V) -> V {
+    _mm256_sub_ps(a, b)
+}
+
+/// One f16 to f32 (F16C).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn h2f(bits: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }

@@ -1,4 +1,5 @@
-//! AVX-512F kernels (x86-64): vector helpers for [`simd_kernels!`]; 6×4 GEMM register tile.
+//! AVX-512F kernels (x86-64): vector helpers for [`simd_kernels!`] and [`quant_kernels!`]; 6×4 GEMM
+//! register tile.
 
 use std::arch::x86_64::*;
 
@@ -10,6 +11,7 @@ const W: usize = 16;
 /// Tokens per GEMM register tile: 6×4 accumulators + 6 activation vectors + 1 = 31 zmm.
 const MR: usize = 6;
 
+super::qkernels::quant_kernels!("avx512f");
 super::kernels::simd_kernels!("avx512f", Level::Avx512);
 
 #[inline]
@@ -86,4 +88,97 @@ fn hsum4(v: &[V; 4]) -> [f32; 4] {
     // SAFETY: `out` is 4 writable f32.
     unsafe { _mm_storeu_ps(out.as_mut_ptr(), s4) };
     out
+}
+
+// ---- quantized-weight helpers (see `qkernels.rs`) ----------------------------------------------
+
+type VI = __m512i;
+/// Tokens one quantized gemv pass keeps in registers (4 rows × 4 tokens of accumulators).
+const QM: usize = 4;
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn ld_u8(s: &[u8; W]) -> VI {
+    // SAFETY: `s` is 16 readable bytes; the load is unaligned.
+    _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(s.as_ptr().cast()) })
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn ld_i8(s: &[u8; W]) -> VI {
+    // SAFETY: `s` is 16 readable bytes; the load is unaligned.
+    _mm512_cvtepi8_epi32(unsafe { _mm_loadu_si128(s.as_ptr().cast()) })
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn isplat(v: i32) -> VI {
+    _mm512_set1_epi32(v)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn iand(a: VI, b: VI) -> VI {
+    _mm512_and_si512(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn ior(a: VI, b: VI) -> VI {
+    _mm512_or_si512(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn isub(a: VI, b: VI) -> VI {
+    _mm512_sub_epi32(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn shr4(a: VI) -> VI {
+    _mm512_srli_epi32::<4>(a)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn shr2(a: VI) -> VI {
+    _mm512_srli_epi32::<2>(a)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn shl4(a: VI) -> VI {
+    _mm512_slli_epi32::<4>(a)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn shl2(a: VI) -> VI {
+    _mm512_slli_epi32::<2>(a)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn cvt(a: VI) -> V {
+    _mm512_cvtepi32_ps(a)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn mul(a: V, b: V) -> V {
+    _mm512_mul_ps(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn sub(a: V, b: V) -> V {
+    _mm512_sub_ps(a, b)
+}
+
+/// One f16 to f32 (F16C, implied by AVX-512F).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn h2f(bits: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }

@@ -6,7 +6,8 @@
 //! `hsum4` — then invokes `simd_kernels!("features")` to get the kernels and their `KERNELS` table.
 
 /// Defines `gemv_f32/f16/bf16`, `f16_to_f32`, `bf16_to_f32`, `tile`, `dot`, `axpy` with
-/// `#[target_feature(enable = $feat)]`, and `pub static KERNELS` pointing at safe wrappers of them.
+/// `#[target_feature(enable = $feat)]`, and `pub static KERNELS` pointing at safe wrappers of them and
+/// of the quantized kernels of [`super::qkernels::quant_kernels!`].
 macro_rules! simd_kernels {
     ($feat:literal, $level:expr) => {
         pub static KERNELS: super::simd::Kernels = super::simd::Kernels {
@@ -23,6 +24,26 @@ macro_rules! simd_kernels {
             dot: |a, b| unsafe { dot(a, b) },
             sum_sq: |x| unsafe { dot(x, x) },
             axpy: |a, x, y| unsafe { axpy(a, x, y) },
+            q8_0: super::simd::QuantKernels {
+                gemv: |x, k, s, w, o, l| unsafe { gemv_q8_0(x, k, s, w, o, l) },
+                dequant: |w, o| unsafe { deq_q8_0(w, o) },
+            },
+            q4_0: super::simd::QuantKernels {
+                gemv: |x, k, s, w, o, l| unsafe { gemv_q4_0(x, k, s, w, o, l) },
+                dequant: |w, o| unsafe { deq_q4_0(w, o) },
+            },
+            q4_1: super::simd::QuantKernels {
+                gemv: |x, k, s, w, o, l| unsafe { gemv_q4_1(x, k, s, w, o, l) },
+                dequant: |w, o| unsafe { deq_q4_1(w, o) },
+            },
+            q4k: super::simd::QuantKernels {
+                gemv: |x, k, s, w, o, l| unsafe { gemv_q4k(x, k, s, w, o, l) },
+                dequant: |w, o| unsafe { deq_q4k(w, o) },
+            },
+            q6k: super::simd::QuantKernels {
+                gemv: |x, k, s, w, o, l| unsafe { gemv_q6k(x, k, s, w, o, l) },
+                dequant: |w, o| unsafe { deq_q6k(w, o) },
+            },
         };
 
         super::kernels::simd_kernels!(@gemv $feat, gemv_f32, rows_f32, f32, ld, |v: f32| v);

@@ -8,6 +8,11 @@
 //! task's weight rows are widened to f32 and packed k-step-interleaved in groups of `NR` (`NB × KC`
 //! floats, L2), its activations likewise in groups of `MR` (`MB × KC`, L2); the instruction-set
 //! kernel then runs one `MR×NR` register tile per pair of groups, streaming both panels sequentially.
+//!
+//! Quantized weights stay in their blocks: the gemv kernels dequantize in registers (all of a task's
+//! tokens per pass over the weights, with the per-32 activation sums computed once per matmul), and
+//! the GEMM dequantizes each task's `NB × KC` weight slice into its packed f32 panel (L2-sized,
+//! reused by all `MB` tokens of the task) and runs the same f32 register tile.
 
 use std::cell::RefCell;
 
@@ -15,6 +20,7 @@ use rayon::prelude::*;
 
 use super::simd::{Kernels, NR, P};
 use super::weights::{CpuWeight, View};
+use crate::backend::quant::{QK, block_sums};
 use crate::backend::{BackendError, MatmulMode, Result};
 
 /// Up to this many token rows, matmul runs a gemv per token over small groups of weight rows, so the
@@ -46,8 +52,27 @@ fn rows_per_task(n: usize, threads: usize, token_blocks: usize, max: usize) -> u
     per.next_multiple_of(4).clamp(16, max)
 }
 
-/// `out[m, w.rows] (+)= x[m, w.cols]·Wᵀ + bias`. Lengths were checked by the caller; `tiles` is
-/// scratch that grows to the largest call.
+/// Scratch of the matmuls, grown to the largest call: per-task output tiles and activation sums.
+#[derive(Default)]
+pub struct Scratch {
+    tiles: Vec<f32>,
+    sums: Vec<f32>,
+}
+
+/// Grows `v` to `need` elements, or OutOfMemory naming `what`.
+fn grow(v: &mut Vec<f32>, need: usize, what: impl FnOnce() -> String) -> Result<()> {
+    if v.len() < need {
+        v.try_reserve_exact(need - v.len()).map_err(|_| BackendError::OutOfMemory {
+            backend: "cpu".into(),
+            bytes: (need * 4) as u64,
+            what: what(),
+        })?;
+        v.resize(need, 0.0);
+    }
+    Ok(())
+}
+
+/// `out[m, w.rows] (+)= x[m, w.cols]·Wᵀ + bias`. Lengths were checked by the caller.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     kern: &Kernels,
@@ -57,13 +82,13 @@ pub fn matmul(
     m: usize,
     out: &mut [f32],
     mode: MatmulMode,
-    tiles: &mut Vec<f32>,
+    scratch: &mut Scratch,
 ) -> Result<()> {
     let (n, k) = (w.rows, w.cols);
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let gemv = m <= GEMV_MAX_ROWS;
+    let gemv = m <= GEMV_MAX_ROWS && k > 0;
     let mb = if gemv { m } else { m.min(MB) };
     let n_tb = m.div_ceil(mb);
     let nb = if gemv { rows_per_task(n, threads * 4, 1, 64) } else { rows_per_task(n, threads, n_tb, NB) };
@@ -75,21 +100,24 @@ pub fn matmul(
     }
     let tile = mb * nb;
     let need = blocks.len() * n_tb * tile;
-    if tiles.len() < need {
-        tiles.try_reserve_exact(need - tiles.len()).map_err(|_| BackendError::OutOfMemory {
-            backend: "cpu".into(),
-            bytes: (need * 4) as u64,
-            what: format!("matmul scratch for {}", w.name),
-        })?;
-        tiles.resize(need, 0.0);
-    }
+    let Scratch { tiles, sums } = scratch;
+    grow(tiles, need, || format!("matmul scratch for {}", w.name))?;
     let x = &x[..m * k];
+    let quant = kern.quant(w.dtype);
+    let kb = k / QK;
+    if gemv && quant.is_some() {
+        grow(sums, m * kb, || format!("activation sums for {}", w.name))?;
+        block_sums(x, &mut sums[..m * kb]);
+    }
+    let sums = &sums[..];
     tiles[..need].par_chunks_mut(tile).enumerate().for_each(|(idx, t)| {
         let (b, tb) = (blocks[idx / n_tb], idx % n_tb);
         let t0 = tb * mb;
         let tm = mb.min(m - t0);
         let view = w.parts[b.part].view(w.dtype).range(b.r0 * k, b.rows * k);
-        if gemv {
+        if let (true, View::Q(_, wq), Some(qk)) = (gemv, view, quant) {
+            (qk.gemv)(&x[t0 * k..][..tm * k], k, &sums[t0 * kb..], wq, t, nb);
+        } else if gemv {
             for g0 in (0..b.rows).step_by(GEMV_GROUP) {
                 let gr = GEMV_GROUP.min(b.rows - g0);
                 let wg = view.range(g0 * k, gr * k);
@@ -100,6 +128,7 @@ pub fn matmul(
                         View::F32(wr) => (kern.gemv_f32)(xr, wr, o),
                         View::F16(wr) => (kern.gemv_f16)(xr, wr, o),
                         View::BF16(wr) => (kern.gemv_bf16)(xr, wr, o),
+                        View::Q(..) => {} // took the quantized gemv above
                     }
                 }
             }
@@ -206,6 +235,14 @@ fn gemm_task(
                     }
                     View::BF16(wr) => {
                         (kern.bf16_to_f32)(&wr[r * k + k0..][..kc], &mut row[..kc]);
+                        &row[..kc]
+                    }
+                    View::Q(dt, wq) => {
+                        let (be, bb) = (dt.block_elems(), dt.block_bytes());
+                        let bytes = &wq[(r * k + k0) / be * bb..][..kc / be * bb];
+                        if let Some(qk) = kern.quant(dt) {
+                            (qk.dequant)(bytes, &mut row[..kc]);
+                        }
                         &row[..kc]
                     }
                 };

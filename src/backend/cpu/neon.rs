@@ -1,4 +1,5 @@
-//! NEON kernels (aarch64): vector helpers for [`simd_kernels!`]; 4×4 GEMM register tile.
+//! NEON kernels (aarch64): vector helpers for [`simd_kernels!`] and [`quant_kernels!`]; 4×4 GEMM register
+//! tile.
 
 use std::arch::aarch64::*;
 
@@ -10,6 +11,7 @@ const W: usize = 4;
 /// Tokens per GEMM register tile: 4×4 accumulators + 4 activation vectors + 1 = 21 of 32 registers.
 const MR: usize = 4;
 
+super::qkernels::quant_kernels!("neon");
 super::kernels::simd_kernels!("neon", Level::Neon);
 
 #[inline]
@@ -79,4 +81,97 @@ fn hsum4(v: &[V; 4]) -> [f32; 4] {
     let mut out = [0f32; 4];
     st(&mut out, s);
     out
+}
+
+// ---- quantized-weight helpers (see `qkernels.rs`) ----------------------------------------------
+
+type VI = int32x4_t;
+/// Tokens one quantized gemv pass keeps in registers.
+const QM: usize = 4;
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn ld_u8(s: &[u8; W]) -> VI {
+    let b = vcreate_u8(u32::from_le_bytes(*s) as u64);
+    vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(b))))
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn ld_i8(s: &[u8; W]) -> VI {
+    let b = vcreate_s8(u32::from_le_bytes(*s) as u64);
+    vmovl_s16(vget_low_s16(vmovl_s8(b)))
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn isplat(v: i32) -> VI {
+    vdupq_n_s32(v)
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn iand(a: VI, b: VI) -> VI {
+    vandq_s32(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn ior(a: VI, b: VI) -> VI {
+    vorrq_s32(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn isub(a: VI, b: VI) -> VI {
+    vsubq_s32(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn shr4(a: VI) -> VI {
+    vreinterpretq_s32_u32(vshrq_n_u32::<4>(vreinterpretq_u32_s32(a)))
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn shr2(a: VI) -> VI {
+    vreinterpretq_s32_u32(vshrq_n_u32::<2>(vreinterpretq_u32_s32(a)))
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn shl4(a: VI) -> VI {
+    vshlq_n_s32::<4>(a)
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn shl2(a: VI) -> VI {
+    vshlq_n_s32::<2>(a)
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn cvt(a: VI) -> V {
+    vcvtq_f32_s32(a)
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn mul(a: V, b: V) -> V {
+    vmulq_f32(a, b)
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn sub(a: V, b: V) -> V {
+    vsubq_f32(a, b)
+}
+
+/// One f16 to f32 (portable: the NEON f16 types are not stable Rust).
+#[inline]
+#[target_feature(enable = "neon")]
+fn h2f(bits: u16) -> f32 {
+    f16_bits(bits)
 }

@@ -76,7 +76,8 @@ pub fn argmax(x: &[f32], out: &mut [u32], rows: usize, cols: usize) {
         .for_each(|(o, r)| *o = argmax_row(r));
 }
 
-/// `out[i, :] = table[tokens[i], :]` converted to f32 (token ids were checked by the caller).
+/// `out[i, :] = table[tokens[i], :]` converted (dequantized) to f32 (token ids were checked by the
+/// caller).
 pub fn embed(kern: &Kernels, table: &CpuWeight, tokens: &[u32], out: &mut [f32]) {
     let dim = table.cols;
     if dim == 0 {
@@ -92,6 +93,11 @@ pub fn embed(kern: &Kernels, table: &CpuWeight, tokens: &[u32], out: &mut [f32])
                 View::F32(s) => o.copy_from_slice(s),
                 View::F16(s) => (kern.f16_to_f32)(s, o),
                 View::BF16(s) => (kern.bf16_to_f32)(s, o),
+                View::Q(dt, s) => {
+                    if let Some(qk) = kern.quant(dt) {
+                        (qk.dequant)(s, o);
+                    }
+                }
             }
         });
 }

@@ -2,6 +2,7 @@
 //! tested against.
 
 use super::simd::{NR, P, bf16_bits, f16_bits};
+use crate::backend::{DType, quant};
 
 /// Lanes of the independent accumulators (lets the compiler vectorize without reassociating).
 const L: usize = 8;
@@ -88,4 +89,34 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (yv, xv) in y.iter_mut().zip(x) {
         *yv += a * xv;
     }
+}
+
+/// Quantized gemv through the block math of [`crate::backend::quant`] (see `QuantKernels::gemv`).
+fn gemv_quant(dtype: DType, x: &[f32], k: usize, xs: &[f32], w: &[u8], out: &mut [f32], ldo: usize) {
+    let (kb, rb) = (k / quant::QK, k / dtype.block_elems() * dtype.block_bytes());
+    for (t, (xr, sr)) in x.chunks_exact(k).zip(xs.chunks_exact(kb)).enumerate() {
+        for (r, wr) in w.chunks_exact(rb).enumerate() {
+            out[t * ldo + r] = quant::dot_row(dtype, xr, sr, wr);
+        }
+    }
+}
+
+macro_rules! scalar_quant {
+    ($($gemv:ident, $deq:ident, $dt:expr;)*) => {$(
+        pub fn $gemv(x: &[f32], k: usize, xs: &[f32], w: &[u8], out: &mut [f32], ldo: usize) {
+            gemv_quant($dt, x, k, xs, w, out, ldo);
+        }
+
+        pub fn $deq(w: &[u8], out: &mut [f32]) {
+            quant::dequantize($dt, w, out);
+        }
+    )*};
+}
+
+scalar_quant! {
+    gemv_q8_0, deq_q8_0, DType::Q8_0;
+    gemv_q4_0, deq_q4_0, DType::Q4_0;
+    gemv_q4_1, deq_q4_1, DType::Q4_1;
+    gemv_q4k, deq_q4k, DType::Q4K;
+    gemv_q6k, deq_q6k, DType::Q6K;
 }

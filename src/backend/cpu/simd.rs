@@ -7,6 +7,7 @@
 use std::sync::OnceLock;
 
 use super::scalar;
+use crate::backend::DType;
 
 /// Instruction-set level of the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +69,21 @@ pub const P: usize = 16;
 /// Weight rows per GEMM register tile (every instruction set).
 pub const NR: usize = 4;
 
+/// `gemv(x, k, xs, w, out, ldo)` of quantized weights (see [`QuantKernels::gemv`]).
+pub type QuantGemv = fn(&[f32], usize, &[f32], &[u8], &mut [f32], usize);
+
+/// The kernels of one quantized weight dtype.
+pub struct QuantKernels {
+    /// `gemv(x, k, xs, w, out, ldo)`: for each of the `m = x.len() / k` activation rows `x[t]` (with
+    /// their per-32 sums `xs[t·k/32 ..]`, [`crate::backend::quant::block_sums`]) and each of the
+    /// `w.len() / row_bytes` quantized weight rows `w[r]`, `out[t·ldo + r] = x[t]·w[r]`. Each output
+    /// is computed with the same operations whatever row or token position it has.
+    pub gemv: QuantGemv,
+    /// `dequant(w, out)`: the `out.len()` elements (whole blocks) of `w` as f32, bit-identical to
+    /// [`crate::backend::quant::dequantize`].
+    pub dequant: fn(&[u8], &mut [f32]),
+}
+
 /// One instruction-set level's kernels. Every gemv computes each output with the same operation
 /// order whatever row it sits in, so results do not depend on how rows are split among threads.
 pub struct Kernels {
@@ -94,6 +110,12 @@ pub struct Kernels {
     pub sum_sq: fn(&[f32]) -> f32,
     /// `y[i] += a·x[i]` over `y.len()` elements.
     pub axpy: fn(f32, &[f32], &mut [f32]),
+    /// Quantized weights.
+    pub q8_0: QuantKernels,
+    pub q4_0: QuantKernels,
+    pub q4_1: QuantKernels,
+    pub q4k: QuantKernels,
+    pub q6k: QuantKernels,
 }
 
 static SCALAR: Kernels = Kernels {
@@ -108,6 +130,11 @@ static SCALAR: Kernels = Kernels {
     dot: scalar::dot,
     sum_sq: scalar::sum_sq,
     axpy: scalar::axpy,
+    q8_0: QuantKernels { gemv: scalar::gemv_q8_0, dequant: scalar::deq_q8_0 },
+    q4_0: QuantKernels { gemv: scalar::gemv_q4_0, dequant: scalar::deq_q4_0 },
+    q4_1: QuantKernels { gemv: scalar::gemv_q4_1, dequant: scalar::deq_q4_1 },
+    q4k: QuantKernels { gemv: scalar::gemv_q4k, dequant: scalar::deq_q4k },
+    q6k: QuantKernels { gemv: scalar::gemv_q6k, dequant: scalar::deq_q6k },
 };
 
 impl Kernels {
@@ -126,6 +153,18 @@ impl Kernels {
             Level::Scalar => Some(&SCALAR),
             #[allow(unreachable_patterns)]
             _ => None,
+        }
+    }
+
+    /// The kernels of a quantized dtype (`None` for the float types).
+    pub fn quant(&self, dtype: DType) -> Option<&QuantKernels> {
+        match dtype {
+            DType::Q8_0 => Some(&self.q8_0),
+            DType::Q4_0 => Some(&self.q4_0),
+            DType::Q4_1 => Some(&self.q4_1),
+            DType::Q4K => Some(&self.q4k),
+            DType::Q6K => Some(&self.q6k),
+            DType::F32 | DType::F16 | DType::BF16 => None,
         }
     }
 

@@ -4,27 +4,35 @@ use crate::backend::{BackendError, DType, HostBytes, HostTensor, Result};
 
 /// Where a part's elements live: in the host bytes as given (mapped or owned, read in place), or in
 /// an aligned copy when those bytes are not aligned for the element type (or the host is big-endian).
+/// Quantized blocks are byte-addressed and always read in place.
 enum Store {
     Host(HostBytes),
     F32(Vec<f32>),
     U16(Vec<u16>),
 }
 
-/// Elements of a part (or of a row range of it) in their stored dtype; 16-bit types as raw bits.
+/// Elements of a part (or of a row range of it) in their stored dtype; 16-bit types as raw bits,
+/// quantized types as their blocks.
 #[derive(Clone, Copy)]
 pub enum View<'a> {
     F32(&'a [f32]),
     F16(&'a [u16]),
     BF16(&'a [u16]),
+    /// Blocks of a quantized dtype.
+    Q(DType, &'a [u8]),
 }
 
 impl<'a> View<'a> {
-    /// Elements `start..start + len`.
+    /// Elements `start..start + len` (whole blocks for a quantized view).
     pub fn range(self, start: usize, len: usize) -> View<'a> {
         match self {
             View::F32(s) => View::F32(&s[start..][..len]),
             View::F16(s) => View::F16(&s[start..][..len]),
             View::BF16(s) => View::BF16(&s[start..][..len]),
+            View::Q(dt, s) => {
+                let (be, bb) = (dt.block_elems(), dt.block_bytes());
+                View::Q(dt, &s[start / be * bb..][..len / be * bb])
+            }
         }
     }
 }
@@ -71,28 +79,27 @@ fn decode<T: Default + Clone>(
 impl Part {
     fn new(t: &HostTensor, row0: usize, rows: usize) -> Result<Part> {
         let b: &[u8] = &t.bytes;
-        let in_place = cfg!(target_endian = "little")
-            && match t.dtype {
-                DType::F32 => bytemuck::try_cast_slice::<u8, f32>(b).is_ok(),
-                DType::F16 | DType::BF16 => bytemuck::try_cast_slice::<u8, u16>(b).is_ok(),
-            };
+        let in_place = t.dtype.is_quantized()
+            || cfg!(target_endian = "little")
+                && match t.dtype {
+                    DType::F32 => bytemuck::try_cast_slice::<u8, f32>(b).is_ok(),
+                    _ => bytemuck::try_cast_slice::<u8, u16>(b).is_ok(),
+                };
         let store = if in_place {
             Store::Host(t.bytes.clone())
+        } else if t.dtype == DType::F32 {
+            Store::F32(decode(b, 4, &t.name, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))?)
         } else {
-            match t.dtype {
-                DType::F32 => {
-                    Store::F32(decode(b, 4, &t.name, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))?)
-                }
-                DType::F16 | DType::BF16 => {
-                    Store::U16(decode(b, 2, &t.name, |c| u16::from_le_bytes([c[0], c[1]]))?)
-                }
-            }
+            Store::U16(decode(b, 2, &t.name, |c| u16::from_le_bytes([c[0], c[1]]))?)
         };
         Ok(Part { store, row0, rows })
     }
 
     /// All elements of the part.
     pub fn view(&self, dtype: DType) -> View<'_> {
+        if let (true, Store::Host(b)) = (dtype.is_quantized(), &self.store) {
+            return View::Q(dtype, b);
+        }
         let (f, h): (&[f32], &[u16]) = match &self.store {
             // Alignment was checked when the part was made and the bytes never move.
             Store::Host(b) => (
@@ -106,6 +113,7 @@ impl Part {
             DType::F32 => View::F32(f),
             DType::F16 => View::F16(h),
             DType::BF16 => View::BF16(h),
+            _ => View::Q(dtype, &[]),
         }
     }
 }
@@ -128,7 +136,14 @@ impl CpuWeight {
                     p.name, p.dtype, first.name
                 )));
             }
-            if p.bytes.len() != r * c * dtype.size() {
+            if !c.is_multiple_of(dtype.block_elems()) {
+                return Err(invalid(format!(
+                    "tensor {} has rows of {c}, not whole {dtype} blocks of {}",
+                    p.name,
+                    dtype.block_elems()
+                )));
+            }
+            if r.checked_mul(c).and_then(|n| dtype.bytes_for(n)) != Some(p.bytes.len()) {
                 return Err(invalid(format!(
                     "tensor {} holds {} bytes, not {r}×{c} {dtype}",
                     p.name,
@@ -198,7 +213,13 @@ mod tests {
     #[test]
     fn inconsistent_parts_name_the_tensor() {
         let t = |name: &str, dtype: DType, cols: usize| {
-            tensor(name, dtype, 2, cols, HostBytes::Owned(vec![0u8; 2 * cols * dtype.size()].into()))
+            tensor(
+                name,
+                dtype,
+                2,
+                cols,
+                HostBytes::Owned(vec![0u8; dtype.bytes_for(2 * cols).unwrap()].into()),
+            )
         };
         for (parts, bias, needle) in [
             (vec![t("wq", DType::F16, 4), t("wk", DType::F16, 5)], None, "wk"),

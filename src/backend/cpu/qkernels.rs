@@ -1,0 +1,412 @@
+//! Quantized-weight kernels (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), written once over an instruction set's
+//! helpers and stamped out per instruction set by [`quant_kernels!`].
+//!
+//! Besides the helpers [`super::kernels::simd_kernels!`] uses, an instruction-set module defines an
+//! integer vector `VI` of `W` i32 lanes and `ld_u8`/`ld_i8` (widen `W` bytes), `isplat`, `iand`,
+//! `ior`, `isub`, `shr4`, `shr2`, `shl4`, `shl2` (logical shifts), `cvt` (i32 → f32), `mul`, `sub`,
+//! `h2f` (one f16 → f32) and `QM` (tokens a gemv pass keeps in registers).
+//!
+//! **gemv** (≤ 8 tokens): weights are read once per group of up to `QM` tokens, four rows at a time,
+//! and dequantized in registers, never to memory. Q8_0/Q4_0/Q4_1/Q4_K use the integer-times-activation
+//! algebra: per (sub-)block `Σ (d·q + m)·x = d·Σ q·x + m·Σx`, with `Σx` per 32 activations computed
+//! once per matmul ([`crate::backend::quant::block_sums`]) — so the nibbles are only widened and
+//! converted, one FMA per weight lane per token, and the scale costs one FMA per block. Q6_K, whose
+//! 16-element sub-blocks would need a scale FMA every vector, dequantizes `q·(d·sc)` and FMAs that.
+//!
+//! **dequant** (GEMM panels, embedding rows): blocks to f32 with the same operations as
+//! [`crate::backend::quant::dequantize_block`], so the values are bit-identical.
+
+/// Defines `gemv_q8_0/q4_0/q4_1/q4k/q6k` and `deq_q8_0/...` with `#[target_feature(enable = $feat)]`;
+/// the kernel table of [`super::kernels::simd_kernels!`] points at them.
+macro_rules! quant_kernels {
+    ($feat:literal) => {
+        super::qkernels::quant_kernels!(@gemv $feat, gemv_q8_0, rows_q8_0, 34, 32);
+        super::qkernels::quant_kernels!(@gemv $feat, gemv_q4_0, rows_q4_0, 18, 32);
+        super::qkernels::quant_kernels!(@gemv $feat, gemv_q4_1, rows_q4_1, 20, 32);
+        super::qkernels::quant_kernels!(@gemv $feat, gemv_q4k, rows_q4k, 144, 256);
+        super::qkernels::quant_kernels!(@gemv $feat, gemv_q6k, rows_q6k, 210, 256);
+
+        /// The two nibble vectors of `W` bytes as f32: `(low, high)`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn nibbles(s: &[u8; W]) -> (V, V) {
+            let v = ld_u8(s);
+            (cvt(iand(v, isplat(0xF))), cvt(shr4(v)))
+        }
+
+        /// Each of `N` slices as whole arrays of `B` elements.
+        #[inline]
+        fn chunks<const N: usize, const B: usize, T>(s: [&[T]; N]) -> [&[[T; B]]; N] {
+            s.map(|v| v.as_chunks::<B>().0)
+        }
+
+        /// The f16 at `b[at..at + 2]`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn f16le(b: &[u8], at: usize) -> f32 {
+            h2f(u16::from_le_bytes([b[at], b[at + 1]]))
+        }
+
+        /// `Σ_t-wise` block dot of Q8_0 rows: `Σ_b d_b·Σ q·x`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn rows_q8_0<const R: usize, const M: usize>(
+            x: [&[f32]; M],
+            _xs: [&[f32]; M],
+            w: [&[u8]; R],
+        ) -> [[f32; M]; R] {
+            let (xc, wc) = (chunks::<M, 32, f32>(x), chunks::<R, 34, u8>(w));
+            let mut acc = [[zero(); M]; R];
+            for b in 0..xc[0].len() {
+                for r in 0..R {
+                    let blk = &wc[r][b];
+                    let qs = blk[2..].as_chunks::<W>().0;
+                    let mut ba = [zero(); M];
+                    for c in 0..32 / W {
+                        let q = cvt(ld_i8(&qs[c]));
+                        for t in 0..M {
+                            let xb = xc[t][b].as_chunks::<W>().0;
+                            ba[t] = fma(q, ld(&xb[c]), ba[t]);
+                        }
+                    }
+                    let d = splat(f16le(blk, 0));
+                    for t in 0..M {
+                        acc[r][t] = fma(ba[t], d, acc[r][t]);
+                    }
+                }
+            }
+            let mut out = [[0f32; M]; R];
+            for r in 0..R {
+                for t in 0..M {
+                    out[r][t] = hsum(acc[r][t]);
+                }
+            }
+            out
+        }
+
+        /// Q4_0 (`OFF = 2`, `x = d·(q − 8)`) and Q4_1 (`OFF = 4`, `x = d·q + m`) rows:
+        /// `Σ_b d_b·Σ q·x + Σ_b m_b·Σx_b` with `m_b = −8·d_b` for Q4_0.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn rows_q4<const R: usize, const M: usize, const BB: usize, const OFF: usize>(
+            x: [&[f32]; M],
+            xs: [&[f32]; M],
+            w: [&[u8]; R],
+        ) -> [[f32; M]; R] {
+            let (xc, wc) = (chunks::<M, 32, f32>(x), chunks::<R, BB, u8>(w));
+            let mut acc = [[zero(); M]; R];
+            let mut side = [[0f32; M]; R];
+            for b in 0..xc[0].len() {
+                for r in 0..R {
+                    let blk = &wc[r][b];
+                    let qs = blk[OFF..].as_chunks::<W>().0;
+                    let mut ba = [zero(); M];
+                    for c in 0..16 / W {
+                        let (lo, hi) = nibbles(&qs[c]);
+                        for t in 0..M {
+                            let xb = xc[t][b].as_chunks::<W>().0;
+                            ba[t] = fma(lo, ld(&xb[c]), ba[t]);
+                            ba[t] = fma(hi, ld(&xb[16 / W + c]), ba[t]);
+                        }
+                    }
+                    let d = f16le(blk, 0);
+                    let m = if OFF == 4 { f16le(blk, 2) } else { -8.0 * d };
+                    let dv = splat(d);
+                    for t in 0..M {
+                        acc[r][t] = fma(ba[t], dv, acc[r][t]);
+                        side[r][t] += m * xs[t][b];
+                    }
+                }
+            }
+            let mut out = [[0f32; M]; R];
+            for r in 0..R {
+                for t in 0..M {
+                    out[r][t] = hsum(acc[r][t]) + side[r][t];
+                }
+            }
+            out
+        }
+
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn rows_q4_0<const R: usize, const M: usize>(
+            x: [&[f32]; M],
+            xs: [&[f32]; M],
+            w: [&[u8]; R],
+        ) -> [[f32; M]; R] {
+            rows_q4::<R, M, 18, 2>(x, xs, w)
+        }
+
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn rows_q4_1<const R: usize, const M: usize>(
+            x: [&[f32]; M],
+            xs: [&[f32]; M],
+            w: [&[u8]; R],
+        ) -> [[f32; M]; R] {
+            rows_q4::<R, M, 20, 4>(x, xs, w)
+        }
+
+        /// Q4_K rows: per sub-block `s`, `d·sc_s·Σ q·x − dmin·m_s·Σx`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn rows_q4k<const R: usize, const M: usize>(
+            x: [&[f32]; M],
+            xs: [&[f32]; M],
+            w: [&[u8]; R],
+        ) -> [[f32; M]; R] {
+            let (xc, wc) = (chunks::<M, 256, f32>(x), chunks::<R, 144, u8>(w));
+            let mut acc = [[zero(); M]; R];
+            let mut side = [[0f32; M]; R];
+            for b in 0..xc[0].len() {
+                for r in 0..R {
+                    let blk = &wc[r][b];
+                    let (d, dmin) = (f16le(blk, 0), f16le(blk, 2));
+                    for c in 0..4 {
+                        let (s0, m0) = crate::backend::quant::q4k_scale_min(&blk[4..16], 2 * c);
+                        let (s1, m1) = crate::backend::quant::q4k_scale_min(&blk[4..16], 2 * c + 1);
+                        let qs = blk[16 + 32 * c..][..32].as_chunks::<W>().0;
+                        let mut lo_acc = [zero(); M];
+                        let mut hi_acc = [zero(); M];
+                        for l in 0..32 / W {
+                            let (lo, hi) = nibbles(&qs[l]);
+                            for t in 0..M {
+                                let xb = xc[t][b][64 * c..][..64].as_chunks::<W>().0;
+                                lo_acc[t] = fma(lo, ld(&xb[l]), lo_acc[t]);
+                                hi_acc[t] = fma(hi, ld(&xb[32 / W + l]), hi_acc[t]);
+                            }
+                        }
+                        let (sv0, sv1) = (splat(d * s0 as f32), splat(d * s1 as f32));
+                        let (mf0, mf1) = (dmin * m0 as f32, dmin * m1 as f32);
+                        for t in 0..M {
+                            acc[r][t] = fma(lo_acc[t], sv0, acc[r][t]);
+                            acc[r][t] = fma(hi_acc[t], sv1, acc[r][t]);
+                            let sx = &xs[t][8 * b + 2 * c..][..2];
+                            side[r][t] -= mf0 * sx[0] + mf1 * sx[1];
+                        }
+                    }
+                }
+            }
+            let mut out = [[0f32; M]; R];
+            for r in 0..R {
+                for t in 0..M {
+                    out[r][t] = hsum(acc[r][t]) + side[r][t];
+                }
+            }
+            out
+        }
+
+        /// The four quant vectors `q − 32` (as f32) of Q6_K lanes `l0..l0 + W` of a 128-element half:
+        /// elements `32i + l` for `i < 4`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn q6k_quants(ql: &[u8], qh: &[u8], l0: usize) -> [V; 4] {
+            let a = ld_u8(ql[l0..][..W].try_into().unwrap());
+            let b = ld_u8(ql[32 + l0..][..W].try_into().unwrap());
+            let h = ld_u8(qh[l0..][..W].try_into().unwrap());
+            let (m4, k32) = (isplat(0xF), isplat(32));
+            let q1 = ior(iand(a, m4), shl4(iand(h, isplat(3))));
+            let q2 = ior(iand(b, m4), shl2(iand(h, isplat(12))));
+            let q3 = ior(shr4(a), iand(h, isplat(48)));
+            let q4 = ior(shr4(b), iand(shr2(h), isplat(48)));
+            [cvt(isub(q1, k32)), cvt(isub(q2, k32)), cvt(isub(q3, k32)), cvt(isub(q4, k32))]
+        }
+
+        /// Q6_K rows: lanes dequantized in registers (`q·(d·sc)`), then one FMA per token.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn rows_q6k<const R: usize, const M: usize>(
+            x: [&[f32]; M],
+            _xs: [&[f32]; M],
+            w: [&[u8]; R],
+        ) -> [[f32; M]; R] {
+            let (xc, wc) = (chunks::<M, 256, f32>(x), chunks::<R, 210, u8>(w));
+            let mut acc = [[zero(); M]; R];
+            for b in 0..xc[0].len() {
+                for r in 0..R {
+                    let blk = &wc[r][b];
+                    let d = f16le(blk, 208);
+                    for h in 0..2 {
+                        let (ql, qh) = (&blk[64 * h..][..64], &blk[128 + 32 * h..][..32]);
+                        for l in 0..32 / W {
+                            let q = q6k_quants(ql, qh, l * W);
+                            for i in 0..4 {
+                                let sc = blk[192 + 8 * h + 2 * i + l * W / 16] as i8;
+                                let wv = mul(q[i], splat(d * sc as f32));
+                                for t in 0..M {
+                                    let xb = xc[t][b][128 * h + 32 * i..][..32].as_chunks::<W>().0;
+                                    acc[r][t] = fma(wv, ld(&xb[l]), acc[r][t]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let mut out = [[0f32; M]; R];
+            for r in 0..R {
+                for t in 0..M {
+                    out[r][t] = hsum(acc[r][t]);
+                }
+            }
+            out
+        }
+
+        /// Q8_0 blocks to f32: `d·q`.
+        #[target_feature(enable = $feat)]
+        fn deq_q8_0(w: &[u8], out: &mut [f32]) {
+            for (blk, o) in w.as_chunks::<34>().0.iter().zip(out.as_chunks_mut::<32>().0) {
+                let d = splat(f16le(blk, 0));
+                let qs = blk[2..].as_chunks::<W>().0;
+                let oc = o.as_chunks_mut::<W>().0;
+                for c in 0..32 / W {
+                    st(&mut oc[c], mul(d, cvt(ld_i8(&qs[c]))));
+                }
+            }
+        }
+
+        /// Q4_0 blocks to f32: `d·(q − 8)`.
+        #[target_feature(enable = $feat)]
+        fn deq_q4_0(w: &[u8], out: &mut [f32]) {
+            for (blk, o) in w.as_chunks::<18>().0.iter().zip(out.as_chunks_mut::<32>().0) {
+                let d = splat(f16le(blk, 0));
+                let qs = blk[2..].as_chunks::<W>().0;
+                let oc = o.as_chunks_mut::<W>().0;
+                for c in 0..16 / W {
+                    let v = ld_u8(&qs[c]);
+                    let (lo, hi) = (isub(iand(v, isplat(0xF)), isplat(8)), isub(shr4(v), isplat(8)));
+                    st(&mut oc[c], mul(d, cvt(lo)));
+                    st(&mut oc[16 / W + c], mul(d, cvt(hi)));
+                }
+            }
+        }
+
+        /// Q4_1 blocks to f32: `d·q + m`.
+        #[target_feature(enable = $feat)]
+        fn deq_q4_1(w: &[u8], out: &mut [f32]) {
+            for (blk, o) in w.as_chunks::<20>().0.iter().zip(out.as_chunks_mut::<32>().0) {
+                let (d, m) = (splat(f16le(blk, 0)), splat(f16le(blk, 2)));
+                let qs = blk[4..].as_chunks::<W>().0;
+                let oc = o.as_chunks_mut::<W>().0;
+                for c in 0..16 / W {
+                    let (lo, hi) = nibbles(&qs[c]);
+                    st(&mut oc[c], add(mul(d, lo), m));
+                    st(&mut oc[16 / W + c], add(mul(d, hi), m));
+                }
+            }
+        }
+
+        /// Q4_K blocks to f32: `(d·sc)·q − dmin·m`.
+        #[target_feature(enable = $feat)]
+        fn deq_q4k(w: &[u8], out: &mut [f32]) {
+            for (blk, o) in w.as_chunks::<144>().0.iter().zip(out.as_chunks_mut::<256>().0) {
+                let (s, m) = crate::backend::quant::q4k_scales(blk);
+                for c in 0..4 {
+                    let qs = blk[16 + 32 * c..][..32].as_chunks::<W>().0;
+                    let oc = o[64 * c..][..64].as_chunks_mut::<W>().0;
+                    let (s0, m0, s1, m1) =
+                        (splat(s[2 * c]), splat(m[2 * c]), splat(s[2 * c + 1]), splat(m[2 * c + 1]));
+                    for l in 0..32 / W {
+                        let (lo, hi) = nibbles(&qs[l]);
+                        st(&mut oc[l], sub(mul(s0, lo), m0));
+                        st(&mut oc[32 / W + l], sub(mul(s1, hi), m1));
+                    }
+                }
+            }
+        }
+
+        /// Q6_K blocks to f32: `(d·sc)·(q − 32)`.
+        #[target_feature(enable = $feat)]
+        fn deq_q6k(w: &[u8], out: &mut [f32]) {
+            for (blk, o) in w.as_chunks::<210>().0.iter().zip(out.as_chunks_mut::<256>().0) {
+                let d = f16le(blk, 208);
+                for h in 0..2 {
+                    let (ql, qh) = (&blk[64 * h..][..64], &blk[128 + 32 * h..][..32]);
+                    let oc = o[128 * h..][..128].as_chunks_mut::<W>().0;
+                    for l in 0..32 / W {
+                        let q = q6k_quants(ql, qh, l * W);
+                        for i in 0..4 {
+                            let sc = blk[192 + 8 * h + 2 * i + l * W / 16] as i8;
+                            st(&mut oc[32 / W * i + l], mul(splat(d * sc as f32), q[i]));
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    // The gemv of one quantized dtype over its `$rows` body: `m = x.len() / k` tokens in passes of up
+    // to `QM`, weight rows four at a time, then the rest one at a time.
+    (@gemv $feat:literal, $name:ident, $rows:ident, $bb:literal, $be:literal) => {
+        #[target_feature(enable = $feat)]
+        fn $name(x: &[f32], k: usize, xs: &[f32], w: &[u8], out: &mut [f32], ldo: usize) {
+            let m = x.len() / k;
+            let kb = k / 32;
+            let rb = k / $be * $bb;
+            let rows = w.len() / rb;
+            let mut t0 = 0;
+            while t0 < m {
+                let tm = (m - t0).min(QM);
+                let xr = &x[t0 * k..];
+                let xsr = &xs[t0 * kb..];
+                let o = &mut out[t0 * ldo..];
+                match tm {
+                    1 => $name::pass::<1>(xr, xsr, k, w, rb, rows, o, ldo),
+                    2 => $name::pass::<2>(xr, xsr, k, w, rb, rows, o, ldo),
+                    3 => $name::pass::<3>(xr, xsr, k, w, rb, rows, o, ldo),
+                    _ => $name::pass::<4>(xr, xsr, k, w, rb, rows, o, ldo),
+                }
+                t0 += tm;
+            }
+        }
+
+        mod $name {
+            use super::*;
+
+            /// One pass of `M` tokens over every weight row.
+            #[allow(clippy::too_many_arguments)]
+            #[inline]
+            #[target_feature(enable = $feat)]
+            pub(super) fn pass<const M: usize>(
+                x: &[f32],
+                xs: &[f32],
+                k: usize,
+                w: &[u8],
+                rb: usize,
+                rows: usize,
+                out: &mut [f32],
+                ldo: usize,
+            ) {
+                let kb = k / 32;
+                let mut xt: [&[f32]; M] = [&[]; M];
+                let mut st: [&[f32]; M] = [&[]; M];
+                for t in 0..M {
+                    xt[t] = &x[t * k..][..k];
+                    st[t] = &xs[t * kb..][..kb];
+                }
+                let mut r = 0;
+                while r + 4 <= rows {
+                    let mut wr: [&[u8]; 4] = [&[]; 4];
+                    for q in 0..4 {
+                        wr[q] = &w[(r + q) * rb..][..rb];
+                    }
+                    let res = $rows::<4, M>(xt, st, wr);
+                    for q in 0..4 {
+                        for t in 0..M {
+                            out[t * ldo + r + q] = res[q][t];
+                        }
+                    }
+                    r += 4;
+                }
+                while r < rows {
+                    let res = $rows::<1, M>(xt, st, [&w[r * rb..][..rb]]);
+                    for t in 0..M {
+                        out[t * ldo + r] = res[0][t];
+                    }
+                    r += 1;
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use quant_kernels;
