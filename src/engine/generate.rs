@@ -6,12 +6,14 @@ use std::time::Instant;
 use thiserror::Error;
 
 use super::config::{GenerationDefaults, ModelConfig};
+use super::gguf_model::GgufModel;
 use super::kv_cache::{BlockPool, CacheFull};
 use super::loader::{LoadError, WeightSource};
 use super::model::{Model, ModelError, ModelSizing};
 use super::sampling::{Sampler, SamplingError, SamplingParams, StopMatcher, TokenCounts};
 use super::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
-use crate::backend::{Backend, StepBatch};
+use super::tokenizer_gguf::tokenizer_from_gguf;
+use crate::backend::{Backend, DType, HostBytes, HostTensor, StepBatch, quant};
 
 /// Errors of the engine layer.
 #[derive(Debug, Error)]
@@ -25,6 +27,9 @@ pub enum EngineError {
     /// Tokenization or template rendering failed.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// `--quantize` failed.
+    #[error("cannot quantize {tensor}: {detail}")]
+    Quantize { tensor: String, detail: String },
     /// Sampling parameters are invalid.
     #[error(transparent)]
     Sampling(#[from] SamplingError),
@@ -52,12 +57,56 @@ pub struct ModelFiles {
 }
 
 impl ModelFiles {
-    /// Opens an HF model directory (`config.json`, safetensors, `tokenizer.json`).
+    /// Opens a model: a GGUF file, or an HF directory (`config.json`, safetensors, `tokenizer.json`).
     pub fn open(path: &Path) -> Result<ModelFiles, EngineError> {
+        if path.is_file() {
+            let gguf = GgufModel::open(path)?;
+            let config = gguf.config(path)?;
+            let weights = gguf.weights(&config, path)?;
+            let tokenizer = tokenizer_from_gguf(&gguf.gguf)?;
+            return Ok(ModelFiles { config, defaults: GenerationDefaults::default(), weights, tokenizer });
+        }
         let (config, defaults) = ModelConfig::from_hf_dir(path)?;
         let weights = WeightSource::open_hf_dir(path)?;
         let tokenizer = Tokenizer::from_dir(path)?;
         Ok(ModelFiles { config, defaults, weights, tokenizer })
+    }
+}
+
+impl ModelFiles {
+    /// Quantizes every f32/f16/bf16 weight matrix (projections, embedding, LM head) to `dtype`
+    /// (`q8_0`, `q4_0`, `q4_1`) in llama.cpp's block layout; norms and biases stay as they are, and so
+    /// does any matrix whose rows are not a whole number of blocks. Returns how many were quantized.
+    pub fn quantize(&mut self, dtype: DType) -> Result<usize, EngineError> {
+        use rayon::prelude::*;
+        let names: Vec<String> = self
+            .weights
+            .names()
+            .into_iter()
+            .filter(|n| {
+                n.ends_with("_proj.weight") || n.ends_with("embed_tokens.weight") || n == "lm_head.weight"
+            })
+            .collect();
+        let quantized: Vec<Option<HostTensor>> = names
+            .par_iter()
+            .map(|name| {
+                let t = self.weights.get(name)?;
+                let cols = t.shape.last().copied().unwrap_or(0);
+                if t.dtype.is_quantized() || t.shape.len() != 2 || !cols.is_multiple_of(dtype.block_elems()) {
+                    return Ok(None);
+                }
+                let err = |detail: String| EngineError::Quantize { tensor: name.clone(), detail };
+                let bytes = quant::quantize(dtype, &t.to_f32_vec()).map_err(|e| err(e.to_string()))?;
+                let q = HostTensor::new(name, dtype, t.shape.clone(), HostBytes::Owned(bytes.into()))
+                    .ok_or_else(|| err("quantized size does not match the shape".into()))?;
+                Ok(Some(q))
+            })
+            .collect::<Result<_, EngineError>>()?;
+        let count = quantized.iter().flatten().count();
+        for t in quantized.into_iter().flatten() {
+            self.weights.insert(t);
+        }
+        Ok(count)
     }
 }
 

@@ -233,7 +233,8 @@ impl<'a> Reader<'a> {
                     .ok_or(())
                     .or_else(|_| self.err(format!("{what}: unknown array element type {elem}")))?;
                 let n = self.count(min, what)?;
-                let mut items = Vec::with_capacity(n);
+                // Grow with what is actually read, not with the count the file claims.
+                let mut items = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
                     items.push(self.value(elem, what, depth + 1)?);
                 }
@@ -274,7 +275,7 @@ impl Gguf {
         let n_tensors = r.count(24, "tensor count")?;
         // Each key/value takes at least 8 (key length) + 4 (type) + 1 bytes.
         let n_kv = r.count(13, "metadata count")?;
-        let mut metadata = HashMap::with_capacity(n_kv);
+        let mut metadata = HashMap::with_capacity(n_kv.min(1024));
         for _ in 0..n_kv {
             let key = r.string("metadata key")?;
             let ty = r.u32("metadata type")?;
@@ -288,7 +289,7 @@ impl Gguf {
                 _ => return r.err(format!("general.alignment {v} is not a power of two")),
             },
         };
-        let mut infos = Vec::with_capacity(n_tensors);
+        let mut infos = Vec::with_capacity(n_tensors.min(1024));
         for _ in 0..n_tensors {
             let name = r.string("tensor name")?;
             let n_dims = r.u32("tensor rank")?;

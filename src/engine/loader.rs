@@ -71,6 +71,13 @@ impl WeightSource {
         self.entries.insert(t.name.clone(), Entry::Ready(t));
     }
 
+    /// Names of all tensors, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut n: Vec<String> = self.entries.keys().cloned().collect();
+        n.sort();
+        n
+    }
+
     /// Records a tensor stored in a dtype prism cannot use; asking for it names the dtype.
     pub fn insert_unsupported(&mut self, name: &str, dtype: &str) {
         self.entries.insert(name.to_string(), Entry::Unsupported { dtype: dtype.to_string() });
@@ -153,6 +160,15 @@ impl WeightSource {
         }
         Ok(())
     }
+}
+
+/// Checks a whole safetensors file held in memory and returns its tensor names (the parser the
+/// loader uses, exposed for the fuzz tests).
+pub fn check_safetensors(bytes: &[u8]) -> Result<Vec<String>, LoadError> {
+    let entries = parse_safetensors_bytes(bytes, Path::new("<memory>"), |r| {
+        Some(HostBytes::Owned(Arc::from(bytes.get(r)?)))
+    })?;
+    Ok(entries.into_iter().map(|(name, _)| name).collect())
 }
 
 fn corrupt(path: &Path, detail: impl Into<String>) -> LoadError {

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod config;
 pub mod generate;
 pub mod gguf;
+pub mod gguf_model;
 pub mod kv_cache;
 pub mod loader;
 pub mod model;

@@ -130,7 +130,11 @@ pub fn pull(model: &KnownModel, mut events: impl FnMut(PullEvent)) -> Result<Pat
     }
     let dir = models_dir()?;
     std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
-    let staging = dir.join(format!(".pull-{}-{}", model.name, std::process::id()));
+    // Unique per call: concurrent pulls (threads, processes) each stage their own copy, and the
+    // atomic rename at the end lets every one of them succeed.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = dir.join(format!(".pull-{}-{}-{call}", model.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     events(PullEvent::Phase("fetching", None));
     let result = fetch_into(model, &staging, &dest, &mut events);
