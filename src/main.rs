@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use prism::backend::{self, BackendKind, BackendOptions};
+use prism::backend::{self, BackendKind, BackendOptions, DType};
 use prism::engine::bench::{self, BenchConfig};
 use prism::engine::config::GenerationDefaults;
 use prism::engine::generate::{Engine, EngineOptions, GenerateParams, ModelFiles};
@@ -45,9 +45,10 @@ enum Command {
 /// Where and how a model runs.
 #[derive(Args)]
 struct DeviceArgs {
-    /// Model: a Hugging Face directory (config.json, *.safetensors, tokenizer.json).
+    /// Model: a GGUF file, a Hugging Face directory (config.json, *.safetensors, tokenizer.json), or
+    /// the name of a known model (`smollm2`). Default: SmolLM2-135M-Instruct, pulled if absent.
     #[arg(long, short = 'm')]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Backend to run on.
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     backend: BackendKind,
@@ -57,6 +58,9 @@ struct DeviceArgs {
     /// CPU threads (0 = all cores).
     #[arg(long, short = 't', default_value_t = 0)]
     threads: usize,
+    /// Quantize f32/f16/bf16 weight matrices at load time (llama.cpp block layout).
+    #[arg(long, value_parser = ["q8_0", "q4_0", "q4_1"])]
+    quantize: Option<String>,
 }
 
 #[derive(Args)]
@@ -175,8 +179,33 @@ fn pull_cmd(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn open_model(path: &Path) -> Result<ModelFiles> {
-    ModelFiles::open(path).with_context(|| format!("loading model {}", path.display()))
+/// The model path `--model` means: a path as given, a known model's name, or the default model —
+/// pulling a known model into the cache first when it is not there.
+fn resolve_model(arg: Option<&Path>) -> Result<PathBuf> {
+    match arg {
+        Some(p) if p.exists() => Ok(p.to_path_buf()),
+        Some(p) => match p.to_str().map(pull::find) {
+            Some(Ok(known)) => pull_cmd(known.name),
+            _ => bail!("model {} does not exist (nor is it a known model name)", p.display()),
+        },
+        None => pull_cmd(pull::default_model().name),
+    }
+}
+
+fn open_model(dev: &DeviceArgs) -> Result<(PathBuf, ModelFiles)> {
+    let path = resolve_model(dev.model.as_deref())?;
+    let mut files = ModelFiles::open(&path).with_context(|| format!("loading model {}", path.display()))?;
+    if let Some(q) = &dev.quantize {
+        let dtype = match q.as_str() {
+            "q8_0" => DType::Q8_0,
+            "q4_0" => DType::Q4_0,
+            _ => DType::Q4_1,
+        };
+        let t0 = std::time::Instant::now();
+        let n = files.quantize(dtype)?;
+        eprintln!("quantized {n} weight matrices to {dtype} in {:.1} s", t0.elapsed().as_secs_f64());
+    }
+    Ok((path, files))
 }
 
 fn start_engine(dev: &DeviceArgs, files: ModelFiles, context: usize) -> Result<Engine> {
@@ -205,7 +234,7 @@ fn sampling_params(a: &RunArgs, d: &GenerationDefaults) -> SamplingParams {
 }
 
 fn run(a: RunArgs) -> Result<()> {
-    let files = open_model(&a.dev.model)?;
+    let (_, files) = open_model(&a.dev)?;
     let prompt = if a.prompt == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading the prompt from stdin")?
     } else {
@@ -279,7 +308,7 @@ fn devices(threads: usize) -> Result<()> {
 }
 
 fn bench_cmd(a: BenchArgs) -> Result<()> {
-    let files = open_model(&a.dev.model)?;
+    let (model_path, files) = open_model(&a.dev)?;
     let (n_params, model_bytes) = files.weights.totals();
     let context = a.n_prompt.max(a.n_gen).max(1);
     let mut engine = start_engine(&a.dev, files, context)?;
@@ -295,7 +324,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         bar.inc(1);
     })?;
     bar.finish_and_clear();
-    let model_name = a.dev.model.display().to_string();
+    let model_name = model_path.display().to_string();
     if a.json {
         let rows: Vec<_> = results
             .iter()
