@@ -35,10 +35,24 @@ pub enum QuantError {
     Length { dtype: DType, n: usize, block: usize },
 }
 
+/// f32 of every f16 bit pattern (256 KiB, built at compile time): a block scale costs one load
+/// rather than a conversion, and vector kernels broadcast it straight from memory.
+pub static F16_TO_F32: [f32; 65536] = f16_table();
+
+const fn f16_table() -> [f32; 65536] {
+    let mut t = [0f32; 65536];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = half::f16::from_bits(i as u16).to_f32_const();
+        i += 1;
+    }
+    t
+}
+
 /// The f16 at byte `at` of `b`, as f32.
 #[inline]
 pub fn f16_at(b: &[u8], at: usize) -> f32 {
-    half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+    F16_TO_F32[u16::from_le_bytes([b[at], b[at + 1]]) as usize]
 }
 
 /// Q4_K's 6-bit scale and min of sub-block `j < 8` from the 12 packed `scales` bytes (ggml's

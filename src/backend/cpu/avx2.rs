@@ -176,9 +176,9 @@ fn sub(a: V, b: V) -> V {
     _mm256_sub_ps(a, b)
 }
 
-/// One f16 to f32 (F16C).
+/// Asks for the cache line at `s[at..]` (which may lie past the end: a prefetch never faults).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn h2f(bits: u16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+fn prefetch(s: &[u8], at: usize) {
+    _mm_prefetch::<_MM_HINT_T1>(s.as_ptr().wrapping_add(at).cast())
 }

@@ -169,9 +169,7 @@ fn sub(a: V, b: V) -> V {
     vsubq_f32(a, b)
 }
 
-/// One f16 to f32 (portable: the NEON f16 types are not stable Rust).
+/// Prefetch hint: none (the aarch64 prefetch intrinsic is not stable Rust).
 #[inline]
 #[target_feature(enable = "neon")]
-fn h2f(bits: u16) -> f32 {
-    f16_bits(bits)
-}
+fn prefetch(_s: &[u8], _at: usize) {}
