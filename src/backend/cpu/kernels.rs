@@ -26,23 +26,23 @@ macro_rules! simd_kernels {
             axpy: |a, x, y| unsafe { axpy(a, x, y) },
             q8_0: super::simd::QuantKernels {
                 gemv: |x, k, s, w, o, l| unsafe { gemv_q8_0(x, k, s, w, o, l) },
-                dequant: |w, o| unsafe { deq_q8_0(w, o) },
+                dequant: |w, o, s| unsafe { deq_q8_0(w, o, s) },
             },
             q4_0: super::simd::QuantKernels {
                 gemv: |x, k, s, w, o, l| unsafe { gemv_q4_0(x, k, s, w, o, l) },
-                dequant: |w, o| unsafe { deq_q4_0(w, o) },
+                dequant: |w, o, s| unsafe { deq_q4_0(w, o, s) },
             },
             q4_1: super::simd::QuantKernels {
                 gemv: |x, k, s, w, o, l| unsafe { gemv_q4_1(x, k, s, w, o, l) },
-                dequant: |w, o| unsafe { deq_q4_1(w, o) },
+                dequant: |w, o, s| unsafe { deq_q4_1(w, o, s) },
             },
             q4k: super::simd::QuantKernels {
                 gemv: |x, k, s, w, o, l| unsafe { gemv_q4k(x, k, s, w, o, l) },
-                dequant: |w, o| unsafe { deq_q4k(w, o) },
+                dequant: |w, o, s| unsafe { deq_q4k(w, o, s) },
             },
             q6k: super::simd::QuantKernels {
                 gemv: |x, k, s, w, o, l| unsafe { gemv_q6k(x, k, s, w, o, l) },
-                dequant: |w, o| unsafe { deq_q6k(w, o) },
+                dequant: |w, o, s| unsafe { deq_q6k(w, o, s) },
             },
         };
 

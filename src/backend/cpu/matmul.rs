@@ -4,10 +4,11 @@
 //! Every task writes its own `[tokens, NB]` tile of a scratch buffer (so tasks never share output
 //! memory); one final pass adds the bias and writes or accumulates the tiles into `out`.
 //!
-//! GEMM blocking (per task: `NB` weight rows × `MB` tokens): for each `KC`-deep slice of k, the
-//! task's weight rows are widened to f32 and packed k-step-interleaved in groups of `NR` (`NB × KC`
-//! floats, L2), its activations likewise in groups of `MR` (`MB × KC`, L2); the instruction-set
-//! kernel then runs one `MR×NR` register tile per pair of groups, streaming both panels sequentially.
+//! GEMM blocking: the activations are packed once per matmul, k-step-interleaved in groups of `MR`
+//! tokens (`[group][k/P][MR][P]`, shared read-only by all tasks). A task (`NB` weight rows × up to
+//! `MB` tokens), for each `KC`-deep slice of k, widens its weight rows to f32 and packs them likewise
+//! in groups of `NR` (`NB × KC` floats, L2), then runs one `MR×NR` register tile per (weight group,
+//! token group) pair: the weight group's panel stays in L1 while the token groups stream from L2.
 //!
 //! Quantized weights stay in their blocks: the gemv kernels dequantize in registers (all of a task's
 //! tokens per pass over the weights, with the per-32 activation sums computed once per matmul), and
@@ -31,8 +32,10 @@ pub const GEMV_MAX_ROWS: usize = 8;
 const GEMV_GROUP: usize = 8;
 /// Weight rows per GEMM task (a multiple of 4).
 const NB: usize = 64;
-/// Tokens per GEMM task (a multiple of every kernel's `MR`: 6, 3, 4).
-const MB: usize = 48;
+/// Most tokens per GEMM task: each widened weight panel is reused by this many tokens, and the
+/// task's activation panel (`MB × KC` floats) shares L2 with it. A multiple of 12 (every kernel's
+/// `MR`: 6, 3, 4).
+const MB: usize = 120;
 /// Depth of one k-slice of the GEMM.
 const KC: usize = 1024;
 
@@ -52,11 +55,13 @@ fn rows_per_task(n: usize, threads: usize, token_blocks: usize, max: usize) -> u
     per.next_multiple_of(4).clamp(16, max)
 }
 
-/// Scratch of the matmuls, grown to the largest call: per-task output tiles and activation sums.
+/// Scratch of the matmuls, grown to the largest call: per-task output tiles, activation sums (gemv)
+/// and packed activations (GEMM).
 #[derive(Default)]
 pub struct Scratch {
     tiles: Vec<f32>,
     sums: Vec<f32>,
+    apack: Vec<f32>,
 }
 
 /// Grows `v` to `need` elements, or OutOfMemory naming `what`.
@@ -89,18 +94,25 @@ pub fn matmul(
         return Ok(());
     }
     let gemv = m <= GEMV_MAX_ROWS && k > 0;
-    let mb = if gemv { m } else { m.min(MB) };
-    let n_tb = m.div_ceil(mb);
-    let nb = if gemv { rows_per_task(n, threads * 4, 1, 64) } else { rows_per_task(n, threads, n_tb, NB) };
+    let nb = if gemv { rows_per_task(n, threads * 4, 1, 64) } else { rows_per_task(n, threads, 1, NB) };
     let mut blocks = Vec::new();
     for (pi, p) in w.parts.iter().enumerate() {
         for r0 in (0..p.rows).step_by(nb) {
             blocks.push(Block { part: pi, r0, rows: nb.min(p.rows - r0), j0: p.row0 + r0 });
         }
     }
+    // Token blocks: one for a gemv; for the GEMM at most MB tokens each, and more (smaller) blocks
+    // when there are too few weight blocks to keep every thread busy.
+    let mb = if gemv {
+        m
+    } else {
+        let n_tb = m.div_ceil(MB).max((4 * threads).div_ceil(blocks.len())).min(m.div_ceil(12));
+        m.div_ceil(n_tb).next_multiple_of(12).min(m.next_multiple_of(kern.mr))
+    };
+    let n_tb = m.div_ceil(mb);
     let tile = mb * nb;
     let need = blocks.len() * n_tb * tile;
-    let Scratch { tiles, sums } = scratch;
+    let Scratch { tiles, sums, apack } = scratch;
     grow(tiles, need, || format!("matmul scratch for {}", w.name))?;
     let x = &x[..m * k];
     let quant = kern.quant(w.dtype);
@@ -109,7 +121,19 @@ pub fn matmul(
         grow(sums, m * kb, || format!("activation sums for {}", w.name))?;
         block_sums(x, &mut sums[..m * kb]);
     }
-    let sums = &sums[..];
+    let (mr, ks_all) = (kern.mr, k.div_ceil(P));
+    let group = mr * ks_all * P;
+    let ga = m.div_ceil(mr);
+    if !gemv {
+        grow(apack, ga * group, || format!("packed activations for {}", w.name))?;
+        apack[..ga * group].par_chunks_mut(group).enumerate().for_each(|(gi, g)| {
+            for p in 0..mr {
+                let t = gi * mr + p;
+                pack_row(g, mr, ks_all, p, if t < m { &x[t * k..][..k] } else { &[] });
+            }
+        });
+    }
+    let (sums, apack) = (&sums[..], &apack[..]);
     tiles[..need].par_chunks_mut(tile).enumerate().for_each(|(idx, t)| {
         let (b, tb) = (blocks[idx / n_tb], idx % n_tb);
         let t0 = tb * mb;
@@ -133,7 +157,8 @@ pub fn matmul(
                 }
             }
         } else {
-            gemm_task(kern, view, &x[t0 * k..], tm, b.rows, k, t, nb);
+            let ap = &apack[t0 / mr * group..][..tm.div_ceil(mr) * group];
+            gemm_task(kern, view, ap, tm, b.rows, k, t, nb);
         }
     });
     // Combine: out[t, j0..] = (or +=) tile + bias, one token row per item.
@@ -166,10 +191,9 @@ pub fn matmul(
     Ok(())
 }
 
-/// Per-thread packed panels of one GEMM task and one k-slice, and a row of widened weights.
+/// Per-thread packed weight panel of one GEMM task and one k-slice, and a row of widened weights.
 #[derive(Default)]
 struct Panels {
-    a: Vec<f32>,
     b: Vec<f32>,
     row: Vec<f32>,
 }
@@ -189,24 +213,29 @@ fn at_least(v: &mut Vec<f32>, n: usize) {
 /// in groups of `g` rows: `[group][ks][g][P]`. An empty `src` writes a row of zeros.
 fn pack_row(dst: &mut [f32], g: usize, ks: usize, r: usize, src: &[f32]) {
     let base = (r / g) * ks * g * P + (r % g) * P;
+    let (whole, tail) = src.as_chunks::<P>();
     for s in 0..ks {
-        let d = &mut dst[base + s * g * P..][..P];
-        let chunk = src.get(s * P..).unwrap_or(&[]);
-        let n = chunk.len().min(P);
-        d[..n].copy_from_slice(&chunk[..n]);
-        d[n..].fill(0.0);
+        let Some(d) = dst[base + s * g * P..].first_chunk_mut::<P>() else { return };
+        match whole.get(s) {
+            Some(c) => *d = *c,
+            None if s == whole.len() => {
+                d[..tail.len()].copy_from_slice(tail);
+                d[tail.len()..].fill(0.0);
+            }
+            None => *d = [0.0; P],
+        }
     }
 }
 
-/// One GEMM task: `c[tm, rows] = x[tm, k]·wᵀ` with `w` the task's `rows × k` weight rows; `c` has
-/// row stride `ldc`. Per `KC`-slice of k, the weight rows are widened to f32 and packed in groups
-/// of `NR`, the activations in groups of `mr`, and every (weight group, token group) pair runs one
-/// register tile whose sums are added into `c`.
+/// One GEMM task: `c[tm, rows] = x[tm, k]·wᵀ` with `w` the task's `rows × k` weight rows and `a`
+/// the task's tokens packed in groups of `mr` (`[group][k/P][mr][P]`); `c` has row stride `ldc`.
+/// Per `KC`-slice of k, the weight rows are widened to f32 and packed in groups of `NR`, and every
+/// (weight group, token group) pair runs one register tile whose sums are added into `c`.
 #[allow(clippy::too_many_arguments)]
 fn gemm_task(
     kern: &Kernels,
     w: View,
-    x: &[f32],
+    a: &[f32],
     tm: usize,
     rows: usize,
     k: usize,
@@ -214,20 +243,28 @@ fn gemm_task(
     ldc: usize,
 ) {
     c.fill(0.0);
-    let mr = kern.mr;
+    let (mr, ks_all) = (kern.mr, k.div_ceil(P));
     let (ga, gb) = (tm.div_ceil(mr), rows.div_ceil(NR));
     let mut sums = [0f32; 8 * NR];
     let sums = &mut sums[..mr * NR];
-    PANELS.with_borrow_mut(|Panels { a, b, row }| {
+    PANELS.with_borrow_mut(|Panels { b, row }| {
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             let ks = kc.div_ceil(P);
-            at_least(a, ga * mr * ks * P);
             at_least(b, gb * NR * ks * P);
             at_least(row, kc);
             for r in 0..gb * NR {
                 let src: &[f32] = match w {
                     _ if r >= rows => &[],
+                    View::Q(dt, wq) => {
+                        // Straight into the panel: row r's k-steps lie NR·P floats apart.
+                        let (be, bb) = (dt.block_elems(), dt.block_bytes());
+                        let bytes = &wq[(r * k + k0) / be * bb..][..kc / be * bb];
+                        if let Some(qk) = kern.quant(dt) {
+                            (qk.dequant)(bytes, &mut b[(r / NR) * ks * NR * P + (r % NR) * P..], NR * P);
+                        }
+                        continue;
+                    }
                     View::F32(wr) => &wr[r * k + k0..][..kc],
                     View::F16(wr) => {
                         (kern.f16_to_f32)(&wr[r * k + k0..][..kc], &mut row[..kc]);
@@ -237,26 +274,14 @@ fn gemm_task(
                         (kern.bf16_to_f32)(&wr[r * k + k0..][..kc], &mut row[..kc]);
                         &row[..kc]
                     }
-                    View::Q(dt, wq) => {
-                        let (be, bb) = (dt.block_elems(), dt.block_bytes());
-                        let bytes = &wq[(r * k + k0) / be * bb..][..kc / be * bb];
-                        if let Some(qk) = kern.quant(dt) {
-                            (qk.dequant)(bytes, &mut row[..kc]);
-                        }
-                        &row[..kc]
-                    }
                 };
                 pack_row(b, NR, ks, r, src);
             }
-            for i in 0..ga * mr {
-                let src = if i < tm { &x[i * k + k0..][..kc] } else { &[][..] };
-                pack_row(a, mr, ks, i, src);
-            }
-            for gj in 0..gb {
-                let bp = &b[gj * ks * NR * P..][..ks * NR * P];
-                let nn = NR.min(rows - gj * NR);
-                for gi in 0..ga {
-                    let ap = &a[gi * ks * mr * P..][..ks * mr * P];
+            for gi in 0..ga {
+                let ap = &a[(gi * ks_all + k0 / P) * mr * P..][..ks * mr * P];
+                for gj in 0..gb {
+                    let bp = &b[gj * ks * NR * P..][..ks * NR * P];
+                    let nn = NR.min(rows - gj * NR);
                     (kern.tile)(ap, bp, ks, sums);
                     for p in 0..mr.min(tm - gi * mr) {
                         let crow = &mut c[(gi * mr + p) * ldc + gj * NR..][..nn];

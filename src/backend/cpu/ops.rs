@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::simd::Kernels;
+use super::simd::{Kernels, P};
 use super::weights::{CpuWeight, View};
 
 /// Elements per parallel work item of element-wise ops (smaller ops run on one thread).
@@ -95,7 +95,7 @@ pub fn embed(kern: &Kernels, table: &CpuWeight, tokens: &[u32], out: &mut [f32])
                 View::BF16(s) => (kern.bf16_to_f32)(s, o),
                 View::Q(dt, s) => {
                     if let Some(qk) = kern.quant(dt) {
-                        (qk.dequant)(s, o);
+                        (qk.dequant)(s, o, P);
                     }
                 }
             }

@@ -14,7 +14,8 @@
 //! 16-element sub-blocks would need a scale FMA every vector, dequantizes `q·(d·sc)` and FMAs that.
 //!
 //! **dequant** (GEMM panels, embedding rows): blocks to f32 with the same operations as
-//! [`crate::backend::quant::dequantize_block`], so the values are bit-identical.
+//! [`crate::backend::quant::dequantize_block`], so the values are bit-identical, written as
+//! 16-element chunks a given stride apart (straight into the GEMM's packed weight panel).
 
 /// Bytes ahead of the current block of each weight row that the gemv prefetches (into L2). Hardware
 /// prefetchers stop at 4 KiB pages and mapped model files are not in huge pages, so without this a
@@ -278,64 +279,71 @@ macro_rules! quant_kernels {
             out
         }
 
+        /// Stores `v` as elements `e..e + W` of a dequantized row whose 16-element chunks lie
+        /// `stride` floats apart in `out` (`stride` = 16: contiguous).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn put(out: &mut [f32], stride: usize, e: usize, v: V) {
+            if let Some(o) = out[e / 16 * stride + e % 16..].first_chunk_mut::<W>() {
+                st(o, v);
+            }
+        }
+
         /// Q8_0 blocks to f32: `d·q`.
         #[target_feature(enable = $feat)]
-        fn deq_q8_0(w: &[u8], out: &mut [f32]) {
-            for (blk, o) in w.as_chunks::<34>().0.iter().zip(out.as_chunks_mut::<32>().0) {
+        fn deq_q8_0(w: &[u8], out: &mut [f32], stride: usize) {
+            for (b, blk) in w.as_chunks::<34>().0.iter().enumerate() {
                 let d = splat(f16le(blk, 0));
                 let qs = blk[2..].as_chunks::<W>().0;
-                let oc = o.as_chunks_mut::<W>().0;
                 for c in 0..32 / W {
-                    st(&mut oc[c], mul(d, cvt(ld_i8(&qs[c]))));
+                    put(out, stride, 32 * b + c * W, mul(d, cvt(ld_i8(&qs[c]))));
                 }
             }
         }
 
         /// Q4_0 blocks to f32: `d·(q − 8)`.
         #[target_feature(enable = $feat)]
-        fn deq_q4_0(w: &[u8], out: &mut [f32]) {
-            for (blk, o) in w.as_chunks::<18>().0.iter().zip(out.as_chunks_mut::<32>().0) {
+        fn deq_q4_0(w: &[u8], out: &mut [f32], stride: usize) {
+            for (b, blk) in w.as_chunks::<18>().0.iter().enumerate() {
                 let d = splat(f16le(blk, 0));
                 let qs = blk[2..].as_chunks::<W>().0;
-                let oc = o.as_chunks_mut::<W>().0;
                 for c in 0..16 / W {
                     let v = ld_u8(&qs[c]);
                     let (lo, hi) = (isub(iand(v, isplat(0xF)), isplat(8)), isub(shr4(v), isplat(8)));
-                    st(&mut oc[c], mul(d, cvt(lo)));
-                    st(&mut oc[16 / W + c], mul(d, cvt(hi)));
+                    put(out, stride, 32 * b + c * W, mul(d, cvt(lo)));
+                    put(out, stride, 32 * b + 16 + c * W, mul(d, cvt(hi)));
                 }
             }
         }
 
         /// Q4_1 blocks to f32: `d·q + m`.
         #[target_feature(enable = $feat)]
-        fn deq_q4_1(w: &[u8], out: &mut [f32]) {
-            for (blk, o) in w.as_chunks::<20>().0.iter().zip(out.as_chunks_mut::<32>().0) {
+        fn deq_q4_1(w: &[u8], out: &mut [f32], stride: usize) {
+            for (b, blk) in w.as_chunks::<20>().0.iter().enumerate() {
                 let (d, m) = (splat(f16le(blk, 0)), splat(f16le(blk, 2)));
                 let qs = blk[4..].as_chunks::<W>().0;
-                let oc = o.as_chunks_mut::<W>().0;
                 for c in 0..16 / W {
                     let (lo, hi) = nibbles(&qs[c]);
-                    st(&mut oc[c], add(mul(d, lo), m));
-                    st(&mut oc[16 / W + c], add(mul(d, hi), m));
+                    put(out, stride, 32 * b + c * W, add(mul(d, lo), m));
+                    put(out, stride, 32 * b + 16 + c * W, add(mul(d, hi), m));
                 }
             }
         }
 
         /// Q4_K blocks to f32: `(d·sc)·q − dmin·m`.
         #[target_feature(enable = $feat)]
-        fn deq_q4k(w: &[u8], out: &mut [f32]) {
-            for (blk, o) in w.as_chunks::<144>().0.iter().zip(out.as_chunks_mut::<256>().0) {
+        fn deq_q4k(w: &[u8], out: &mut [f32], stride: usize) {
+            for (b, blk) in w.as_chunks::<144>().0.iter().enumerate() {
                 let (s, m) = crate::backend::quant::q4k_scales(blk);
                 for c in 0..4 {
                     let qs = blk[16 + 32 * c..][..32].as_chunks::<W>().0;
-                    let oc = o[64 * c..][..64].as_chunks_mut::<W>().0;
                     let (s0, m0, s1, m1) =
                         (splat(s[2 * c]), splat(m[2 * c]), splat(s[2 * c + 1]), splat(m[2 * c + 1]));
                     for l in 0..32 / W {
                         let (lo, hi) = nibbles(&qs[l]);
-                        st(&mut oc[l], sub(mul(s0, lo), m0));
-                        st(&mut oc[32 / W + l], sub(mul(s1, hi), m1));
+                        let e = 256 * b + 64 * c + l * W;
+                        put(out, stride, e, sub(mul(s0, lo), m0));
+                        put(out, stride, e + 32, sub(mul(s1, hi), m1));
                     }
                 }
             }
@@ -343,16 +351,16 @@ macro_rules! quant_kernels {
 
         /// Q6_K blocks to f32: `(d·sc)·(q − 32)`.
         #[target_feature(enable = $feat)]
-        fn deq_q6k(w: &[u8], out: &mut [f32]) {
-            for (blk, o) in w.as_chunks::<210>().0.iter().zip(out.as_chunks_mut::<256>().0) {
+        fn deq_q6k(w: &[u8], out: &mut [f32], stride: usize) {
+            for (b, blk) in w.as_chunks::<210>().0.iter().enumerate() {
                 let sc = q6k_scales(blk);
                 for h in 0..2 {
                     let (ql, qh) = (&blk[64 * h..][..64], &blk[128 + 32 * h..][..32]);
-                    let oc = o[128 * h..][..128].as_chunks_mut::<W>().0;
                     for l in 0..32 / W {
                         let q = q6k_quants(ql, qh, l * W);
                         for i in 0..4 {
-                            st(&mut oc[32 / W * i + l], mul(splat(sc[8 * h + 2 * i + l * W / 16]), q[i]));
+                            let v = mul(splat(sc[8 * h + 2 * i + l * W / 16]), q[i]);
+                            put(out, stride, 256 * b + 128 * h + 32 * i + l * W, v);
                         }
                     }
                 }

@@ -101,14 +101,27 @@ fn gemv_quant(dtype: DType, x: &[f32], k: usize, xs: &[f32], w: &[u8], out: &mut
     }
 }
 
+/// Dequantization through [`crate::backend::quant`] (see `QuantKernels::dequant`).
+fn dequant_strided(dtype: DType, w: &[u8], out: &mut [f32], stride: usize) {
+    let (be, bb) = (dtype.block_elems(), dtype.block_bytes());
+    let mut buf = [0f32; quant::QK_K];
+    for (b, blk) in w.chunks_exact(bb).enumerate() {
+        quant::dequantize_block(dtype, blk, &mut buf[..be]);
+        for (c, chunk) in buf[..be].chunks_exact(P).enumerate() {
+            let e = b * be + c * P;
+            out[e / P * stride..][..P].copy_from_slice(chunk);
+        }
+    }
+}
+
 macro_rules! scalar_quant {
     ($($gemv:ident, $deq:ident, $dt:expr;)*) => {$(
         pub fn $gemv(x: &[f32], k: usize, xs: &[f32], w: &[u8], out: &mut [f32], ldo: usize) {
             gemv_quant($dt, x, k, xs, w, out, ldo);
         }
 
-        pub fn $deq(w: &[u8], out: &mut [f32]) {
-            quant::dequantize($dt, w, out);
+        pub fn $deq(w: &[u8], out: &mut [f32], stride: usize) {
+            dequant_strided($dt, w, out, stride);
         }
     )*};
 }

@@ -79,9 +79,10 @@ pub struct QuantKernels {
     /// `w.len() / row_bytes` quantized weight rows `w[r]`, `out[t·ldo + r] = x[t]·w[r]`. Each output
     /// is computed with the same operations whatever row or token position it has.
     pub gemv: QuantGemv,
-    /// `dequant(w, out)`: the `out.len()` elements (whole blocks) of `w` as f32, bit-identical to
-    /// [`crate::backend::quant::dequantize`].
-    pub dequant: fn(&[u8], &mut [f32]),
+    /// `dequant(w, out, stride)`: the blocks of `w` as f32, bit-identical to
+    /// [`crate::backend::quant::dequantize`], written in chunks of [`P`] elements `stride` floats
+    /// apart in `out` (`stride = P`: contiguous; `NR·P`: a row of a packed GEMM panel).
+    pub dequant: fn(&[u8], &mut [f32], usize),
 }
 
 /// One instruction-set level's kernels. Every gemv computes each output with the same operation
