@@ -95,6 +95,8 @@ fn hsum4(v: &[V; 4]) -> [f32; 4] {
 type VI = __m256i;
 /// Tokens one quantized gemv pass keeps in registers (4 rows × 2 tokens of accumulators: 16 registers).
 const QM: usize = 2;
+/// The most tokens of a gemv pass over four weight rows at a time (more take two: no spills).
+const QM4: usize = 1;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -95,6 +95,8 @@ fn hsum4(v: &[V; 4]) -> [f32; 4] {
 type VI = __m512i;
 /// Tokens one quantized gemv pass keeps in registers (4 rows × 4 tokens of accumulators).
 const QM: usize = 4;
+/// The most tokens of a gemv pass over four weight rows at a time (more take two: no spills).
+const QM4: usize = 2;
 
 #[inline]
 #[target_feature(enable = "avx512f")]

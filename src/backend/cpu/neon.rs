@@ -88,6 +88,8 @@ fn hsum4(v: &[V; 4]) -> [f32; 4] {
 type VI = int32x4_t;
 /// Tokens one quantized gemv pass keeps in registers.
 const QM: usize = 4;
+/// The most tokens of a gemv pass over four weight rows at a time (more take two: no spills).
+const QM4: usize = 2;
 
 #[inline]
 #[target_feature(enable = "neon")]

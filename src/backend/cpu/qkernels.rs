@@ -3,11 +3,12 @@
 //!
 //! Besides the helpers [`super::kernels::simd_kernels!`] uses, an instruction-set module defines an
 //! integer vector `VI` of `W` i32 lanes and `ld_u8`/`ld_i8` (widen `W` bytes), `isplat`, `iand`,
-//! `ior`, `isub`, `shr4`, `shr2`, `shl4`, `shl2` (logical shifts), `cvt` (i32 → f32), `mul`, `sub`
-//! and `QM` (tokens a gemv pass keeps in registers).
+//! `ior`, `isub`, `shr4`, `shr2`, `shl4`, `shl2` (logical shifts), `cvt` (i32 → f32), `mul`, `sub`,
+//! `prefetch`, `QM` (tokens a gemv pass keeps in registers) and `QM4` (the most tokens of a pass over
+//! four weight rows at a time; more take two, so the accumulators stay in registers).
 //!
-//! **gemv** (≤ 8 tokens): weights are read once per group of up to `QM` tokens, four rows at a time,
-//! and dequantized in registers, never to memory. Q8_0/Q4_0/Q4_1/Q4_K use the integer-times-activation
+//! **gemv** (≤ 8 tokens): weights are read once per group of up to `QM` tokens, four or two rows at a
+//! time, and dequantized in registers, never to memory. Q8_0/Q4_0/Q4_1/Q4_K use the integer-times-activation
 //! algebra: per (sub-)block `Σ (d·q + m)·x = d·Σ q·x + m·Σx`, with `Σx` per 32 activations computed
 //! once per matmul ([`crate::backend::quant::block_sums`]) — so the nibbles are only widened and
 //! converted, one FMA per weight lane per token, and the scale costs one FMA per block. Q6_K, whose
@@ -158,7 +159,8 @@ macro_rules! quant_kernels {
             rows_q4::<R, M, 20, 4>(x, xs, w)
         }
 
-        /// Q4_K rows: per sub-block `s`, `d·sc_s·Σ q·x − dmin·m_s·Σx`.
+        /// Q4_K rows: per sub-block `s`, `d·sc_s·Σ q·x − dmin·m_s·Σx` (the min terms kept in eight
+        /// lanes, one per sub-block, summed at the end).
         #[inline]
         #[target_feature(enable = $feat)]
         fn rows_q4k<const R: usize, const M: usize>(
@@ -167,18 +169,17 @@ macro_rules! quant_kernels {
             w: [&[u8]; R],
         ) -> [[f32; M]; R] {
             let (xc, wc) = (chunks::<M, 256, f32>(x), chunks::<R, 144, u8>(w));
+            let sc = chunks::<M, 8, f32>(xs);
             let mut acc = [[zero(); M]; R];
-            let mut side = [[0f32; M]; R];
+            let mut side = [[[0f32; 8]; M]; R];
             for b in 0..xc[0].len() {
                 for r in 0..R {
                     let blk = &wc[r][b];
                     for p in (0..144).step_by(64) {
                         prefetch(w[r], b * 144 + p + PREFETCH);
                     }
-                    let (d, dmin) = (f16le(blk, 0), f16le(blk, 2));
+                    let (s, m) = crate::backend::quant::q4k_scales(blk);
                     for c in 0..4 {
-                        let (s0, m0) = crate::backend::quant::q4k_scale_min(&blk[4..16], 2 * c);
-                        let (s1, m1) = crate::backend::quant::q4k_scale_min(&blk[4..16], 2 * c + 1);
                         let qs = blk[16 + 32 * c..][..32].as_chunks::<W>().0;
                         let mut lo_acc = [zero(); M];
                         let mut hi_acc = [zero(); M];
@@ -190,13 +191,15 @@ macro_rules! quant_kernels {
                                 hi_acc[t] = fma(hi, ld(&xb[32 / W + l]), hi_acc[t]);
                             }
                         }
-                        let (sv0, sv1) = (splat(d * s0 as f32), splat(d * s1 as f32));
-                        let (mf0, mf1) = (dmin * m0 as f32, dmin * m1 as f32);
+                        let (sv0, sv1) = (splat(s[2 * c]), splat(s[2 * c + 1]));
                         for t in 0..M {
                             acc[r][t] = fma(lo_acc[t], sv0, acc[r][t]);
                             acc[r][t] = fma(hi_acc[t], sv1, acc[r][t]);
-                            let sx = &xs[t][8 * b + 2 * c..][..2];
-                            side[r][t] -= mf0 * sx[0] + mf1 * sx[1];
+                        }
+                    }
+                    for t in 0..M {
+                        for j in 0..8 {
+                            side[r][t][j] -= m[j] * sc[t][b][j];
                         }
                     }
                 }
@@ -204,7 +207,8 @@ macro_rules! quant_kernels {
             let mut out = [[0f32; M]; R];
             for r in 0..R {
                 for t in 0..M {
-                    out[r][t] = hsum(acc[r][t]) + side[r][t];
+                    let sd = &side[r][t];
+                    out[r][t] = hsum(acc[r][t]) + (((sd[0] + sd[4]) + (sd[1] + sd[5])) + ((sd[2] + sd[6]) + (sd[3] + sd[7])));
                 }
             }
             out
@@ -369,7 +373,7 @@ macro_rules! quant_kernels {
     };
 
     // The gemv of one quantized dtype over its `$rows` body: `m = x.len() / k` tokens in passes of up
-    // to `QM`, weight rows four at a time, then the rest one at a time.
+    // to `QM`, weight rows four (up to `QM4` tokens) or two at a time, then the rest one at a time.
     (@gemv $feat:literal, $name:ident, $rows:ident, $bb:literal, $be:literal) => {
         #[target_feature(enable = $feat)]
         fn $name(x: &[f32], k: usize, xs: &[f32], w: &[u8], out: &mut [f32], ldo: usize) {
@@ -418,7 +422,7 @@ macro_rules! quant_kernels {
                     st[t] = &xs[t * kb..][..kb];
                 }
                 let mut r = 0;
-                while r + 4 <= rows {
+                while M <= QM4 && r + 4 <= rows {
                     let mut wr: [&[u8]; 4] = [&[]; 4];
                     for q in 0..4 {
                         wr[q] = &w[(r + q) * rb..][..rb];
@@ -430,6 +434,15 @@ macro_rules! quant_kernels {
                         }
                     }
                     r += 4;
+                }
+                while r + 2 <= rows {
+                    let res = $rows::<2, M>(xt, st, [&w[r * rb..][..rb], &w[(r + 1) * rb..][..rb]]);
+                    for q in 0..2 {
+                        for t in 0..M {
+                            out[t * ldo + r + q] = res[q][t];
+                        }
+                    }
+                    r += 2;
                 }
                 while r < rows {
                     let res = $rows::<1, M>(xt, st, [&w[r * rb..][..rb]]);
