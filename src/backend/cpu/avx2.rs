@@ -184,3 +184,12 @@ fn sub(a: V, b: V) -> V {
 fn prefetch(s: &[u8], at: usize) {
     _mm_prefetch::<_MM_HINT_T1>(s.as_ptr().wrapping_add(at).cast())
 }
+
+/// The low and high nibbles of `W` bytes as f32, minus 8 when `SUB8`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn nibbles<const SUB8: bool>(s: &[u8; W]) -> (V, V) {
+    let v = ld_u8(s);
+    let (lo, hi) = (iand(v, isplat(0xF)), shr4(v));
+    if SUB8 { (cvt(isub(lo, isplat(8))), cvt(isub(hi, isplat(8)))) } else { (cvt(lo), cvt(hi)) }
+}

@@ -184,3 +184,18 @@ fn sub(a: V, b: V) -> V {
 fn prefetch(s: &[u8], at: usize) {
     _mm_prefetch::<_MM_HINT_T1>(s.as_ptr().wrapping_add(at).cast())
 }
+
+/// The low and high nibbles of `W` bytes as f32, minus 8 when `SUB8`: a 16-entry table lookup
+/// (`vpermps` reads only the low 4 bits of each index), no masking or conversion.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn nibbles<const SUB8: bool>(s: &[u8; W]) -> (V, V) {
+    let v = ld_u8(s);
+    let o = if SUB8 { 8.0 } else { 0.0 };
+    #[rustfmt::skip]
+    let table = _mm512_setr_ps(
+        0.0 - o, 1.0 - o, 2.0 - o, 3.0 - o, 4.0 - o, 5.0 - o, 6.0 - o, 7.0 - o,
+        8.0 - o, 9.0 - o, 10.0 - o, 11.0 - o, 12.0 - o, 13.0 - o, 14.0 - o, 15.0 - o,
+    );
+    (_mm512_permutexvar_ps(v, table), _mm512_permutexvar_ps(shr4(v), table))
+}

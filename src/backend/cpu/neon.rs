@@ -175,3 +175,12 @@ fn sub(a: V, b: V) -> V {
 #[inline]
 #[target_feature(enable = "neon")]
 fn prefetch(_s: &[u8], _at: usize) {}
+
+/// The low and high nibbles of `W` bytes as f32, minus 8 when `SUB8`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn nibbles<const SUB8: bool>(s: &[u8; W]) -> (V, V) {
+    let v = ld_u8(s);
+    let (lo, hi) = (iand(v, isplat(0xF)), shr4(v));
+    if SUB8 { (cvt(isub(lo, isplat(8))), cvt(isub(hi, isplat(8)))) } else { (cvt(lo), cvt(hi)) }
+}

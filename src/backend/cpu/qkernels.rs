@@ -4,12 +4,14 @@
 //! Besides the helpers [`super::kernels::simd_kernels!`] uses, an instruction-set module defines an
 //! integer vector `VI` of `W` i32 lanes and `ld_u8`/`ld_i8` (widen `W` bytes), `isplat`, `iand`,
 //! `ior`, `isub`, `shr4`, `shr2`, `shl4`, `shl2` (logical shifts), `cvt` (i32 → f32), `mul`, `sub`,
-//! `prefetch`, `QM` (tokens a gemv pass keeps in registers) and `QM4` (the most tokens of a pass over
+//! `nibbles::<SUB8>` (the low and high nibbles of `W` bytes as f32, minus 8 if `SUB8`), `prefetch`,
+//! `QM` (tokens a gemv pass keeps in registers) and `QM4` (the most tokens of a pass over
 //! four weight rows at a time; more take two, so the accumulators stay in registers).
 //!
 //! **gemv** (≤ 8 tokens): weights are read once per group of up to `QM` tokens, four or two rows at a
 //! time, and dequantized in registers, never to memory. Q8_0/Q4_0/Q4_1/Q4_K use the integer-times-activation
-//! algebra: per (sub-)block `Σ (d·q + m)·x = d·Σ q·x + m·Σx`, with `Σx` per 32 activations computed
+//! algebra: per (sub-)block `Σ (d·q + m)·x = d·Σ q·x + m·Σx` (Q4_0: `d·Σ (q − 8)·x`, the `− 8` free
+//! in AVX-512's nibble table lookup), with `Σx` per 32 activations computed
 //! once per matmul ([`crate::backend::quant::block_sums`]) — so the nibbles are only widened and
 //! converted, one FMA per weight lane per token, and the scale costs one FMA per block. Q6_K, whose
 //! 16-element sub-blocks would need a scale FMA every vector, dequantizes `q·(d·sc)` and FMAs that.
@@ -36,14 +38,6 @@ macro_rules! quant_kernels {
         super::qkernels::quant_kernels!(@gemv $feat, gemv_q4_1, rows_q4_1, 20, 32);
         super::qkernels::quant_kernels!(@gemv $feat, gemv_q4k, rows_q4k, 144, 256);
         super::qkernels::quant_kernels!(@gemv $feat, gemv_q6k, rows_q6k, 210, 256);
-
-        /// The two nibble vectors of `W` bytes as f32: `(low, high)`.
-        #[inline]
-        #[target_feature(enable = $feat)]
-        fn nibbles(s: &[u8; W]) -> (V, V) {
-            let v = ld_u8(s);
-            (cvt(iand(v, isplat(0xF))), cvt(shr4(v)))
-        }
 
         /// Each of `N` slices as whole arrays of `B` elements.
         #[inline]
@@ -95,11 +89,11 @@ macro_rules! quant_kernels {
             out
         }
 
-        /// Q4_0 (`OFF = 2`, `x = d·(q − 8)`) and Q4_1 (`OFF = 4`, `x = d·q + m`) rows:
-        /// `Σ_b d_b·Σ q·x + Σ_b m_b·Σx_b` with `m_b = −8·d_b` for Q4_0.
+        /// Q4_0 (`OFF = 2`, `SUB8`: `x = d·(q − 8)`) and Q4_1 (`OFF = 4`: `x = d·q + m`) rows:
+        /// `Σ_b d_b·Σ (q − 8)·x`, and `Σ_b d_b·Σ q·x + Σ_b m_b·Σx_b`.
         #[inline]
         #[target_feature(enable = $feat)]
-        fn rows_q4<const R: usize, const M: usize, const BB: usize, const OFF: usize>(
+        fn rows_q4<const R: usize, const M: usize, const BB: usize, const OFF: usize, const SUB8: bool>(
             x: [&[f32]; M],
             xs: [&[f32]; M],
             w: [&[u8]; R],
@@ -114,19 +108,19 @@ macro_rules! quant_kernels {
                     let qs = blk[OFF..].as_chunks::<W>().0;
                     let mut ba = [zero(); M];
                     for c in 0..16 / W {
-                        let (lo, hi) = nibbles(&qs[c]);
+                        let (lo, hi) = nibbles::<SUB8>(&qs[c]);
                         for t in 0..M {
                             let xb = xc[t][b].as_chunks::<W>().0;
                             ba[t] = fma(lo, ld(&xb[c]), ba[t]);
                             ba[t] = fma(hi, ld(&xb[16 / W + c]), ba[t]);
                         }
                     }
-                    let d = f16le(blk, 0);
-                    let m = if OFF == 4 { f16le(blk, 2) } else { -8.0 * d };
-                    let dv = splat(d);
+                    let dv = splat(f16le(blk, 0));
                     for t in 0..M {
                         acc[r][t] = fma(ba[t], dv, acc[r][t]);
-                        side[r][t] += m * xs[t][b];
+                        if !SUB8 {
+                            side[r][t] += f16le(blk, 2) * xs[t][b];
+                        }
                     }
                 }
             }
@@ -146,7 +140,7 @@ macro_rules! quant_kernels {
             xs: [&[f32]; M],
             w: [&[u8]; R],
         ) -> [[f32; M]; R] {
-            rows_q4::<R, M, 18, 2>(x, xs, w)
+            rows_q4::<R, M, 18, 2, true>(x, xs, w)
         }
 
         #[inline]
@@ -156,11 +150,13 @@ macro_rules! quant_kernels {
             xs: [&[f32]; M],
             w: [&[u8]; R],
         ) -> [[f32; M]; R] {
-            rows_q4::<R, M, 20, 4>(x, xs, w)
+            rows_q4::<R, M, 20, 4, false>(x, xs, w)
         }
 
         /// Q4_K rows: per sub-block `s`, `d·sc_s·Σ q·x − dmin·m_s·Σx` (the min terms kept in eight
-        /// lanes, one per sub-block, summed at the end).
+        /// lanes, one per sub-block, summed at the end). One row at a time, four accumulators per
+        /// token (one per 64-element chunk): a block's body is too large for the compiler to unroll
+        /// over rows, and accumulators indexed by a loop variable would live in memory.
         #[inline]
         #[target_feature(enable = $feat)]
         fn rows_q4k<const R: usize, const M: usize>(
@@ -170,10 +166,11 @@ macro_rules! quant_kernels {
         ) -> [[f32; M]; R] {
             let (xc, wc) = (chunks::<M, 256, f32>(x), chunks::<R, 144, u8>(w));
             let sc = chunks::<M, 8, f32>(xs);
-            let mut acc = [[zero(); M]; R];
-            let mut side = [[[0f32; 8]; M]; R];
-            for b in 0..xc[0].len() {
-                for r in 0..R {
+            let mut out = [[0f32; M]; R];
+            for r in 0..R {
+                let mut acc = [[zero(); 4]; M];
+                let mut side = [[0f32; 8]; M];
+                for b in 0..xc[0].len() {
                     let blk = &wc[r][b];
                     for p in (0..144).step_by(64) {
                         prefetch(w[r], b * 144 + p + PREFETCH);
@@ -184,7 +181,7 @@ macro_rules! quant_kernels {
                         let mut lo_acc = [zero(); M];
                         let mut hi_acc = [zero(); M];
                         for l in 0..32 / W {
-                            let (lo, hi) = nibbles(&qs[l]);
+                            let (lo, hi) = nibbles::<false>(&qs[l]);
                             for t in 0..M {
                                 let xb = xc[t][b][64 * c..][..64].as_chunks::<W>().0;
                                 lo_acc[t] = fma(lo, ld(&xb[l]), lo_acc[t]);
@@ -193,22 +190,20 @@ macro_rules! quant_kernels {
                         }
                         let (sv0, sv1) = (splat(s[2 * c]), splat(s[2 * c + 1]));
                         for t in 0..M {
-                            acc[r][t] = fma(lo_acc[t], sv0, acc[r][t]);
-                            acc[r][t] = fma(hi_acc[t], sv1, acc[r][t]);
+                            acc[t][c] = fma(lo_acc[t], sv0, acc[t][c]);
+                            acc[t][c] = fma(hi_acc[t], sv1, acc[t][c]);
                         }
                     }
                     for t in 0..M {
                         for j in 0..8 {
-                            side[r][t][j] -= m[j] * sc[t][b][j];
+                            side[t][j] -= m[j] * sc[t][b][j];
                         }
                     }
                 }
-            }
-            let mut out = [[0f32; M]; R];
-            for r in 0..R {
                 for t in 0..M {
-                    let sd = &side[r][t];
-                    out[r][t] = hsum(acc[r][t]) + (((sd[0] + sd[4]) + (sd[1] + sd[5])) + ((sd[2] + sd[6]) + (sd[3] + sd[7])));
+                    let (a, sd) = (&acc[t], &side[t]);
+                    let v = hsum(add(add(a[0], a[1]), add(a[2], a[3])));
+                    out[r][t] = v + (((sd[0] + sd[4]) + (sd[1] + sd[5])) + ((sd[2] + sd[6]) + (sd[3] + sd[7])));
                 }
             }
             out
@@ -217,11 +212,13 @@ macro_rules! quant_kernels {
         /// The 16 sub-block multipliers `d·sc` of a Q6_K block (computed once per block, then
         /// broadcast from memory).
         #[inline]
+        #[target_feature(enable = $feat)]
         fn q6k_scales(blk: &[u8; 210]) -> [f32; 16] {
-            let d = f16le(blk, 208);
+            let d = splat(f16le(blk, 208));
             let mut sc = [0f32; 16];
-            for i in 0..16 {
-                sc[i] = d * (blk[192 + i] as i8) as f32;
+            let (src, dst) = (blk[192..208].as_chunks::<W>().0, sc.as_chunks_mut::<W>().0);
+            for i in 0..16 / W {
+                st(&mut dst[i], mul(d, cvt(ld_i8(&src[i]))));
             }
             sc
         }
@@ -242,7 +239,8 @@ macro_rules! quant_kernels {
             [cvt(isub(q1, k32)), cvt(isub(q2, k32)), cvt(isub(q3, k32)), cvt(isub(q4, k32))]
         }
 
-        /// Q6_K rows: lanes dequantized in registers (`q·(d·sc)`), then one FMA per token.
+        /// Q6_K rows: lanes dequantized in registers (`q·(d·sc)`), then one FMA per token. One row
+        /// at a time (see `rows_q4k`), four accumulators per token (one per quant of a lane).
         #[inline]
         #[target_feature(enable = $feat)]
         fn rows_q6k<const R: usize, const M: usize>(
@@ -251,9 +249,10 @@ macro_rules! quant_kernels {
             w: [&[u8]; R],
         ) -> [[f32; M]; R] {
             let (xc, wc) = (chunks::<M, 256, f32>(x), chunks::<R, 210, u8>(w));
-            let mut acc = [[zero(); M]; R];
-            for b in 0..xc[0].len() {
-                for r in 0..R {
+            let mut out = [[0f32; M]; R];
+            for r in 0..R {
+                let mut acc = [[zero(); 4]; M];
+                for b in 0..xc[0].len() {
                     let blk = &wc[r][b];
                     for p in (0..210).step_by(64) {
                         prefetch(w[r], b * 210 + p + PREFETCH);
@@ -267,17 +266,15 @@ macro_rules! quant_kernels {
                                 let wv = mul(q[i], splat(sc[8 * h + 2 * i + l * W / 16]));
                                 for t in 0..M {
                                     let xb = xc[t][b][128 * h + 32 * i..][..32].as_chunks::<W>().0;
-                                    acc[r][t] = fma(wv, ld(&xb[l]), acc[r][t]);
+                                    acc[t][i] = fma(wv, ld(&xb[l]), acc[t][i]);
                                 }
                             }
                         }
                     }
                 }
-            }
-            let mut out = [[0f32; M]; R];
-            for r in 0..R {
                 for t in 0..M {
-                    out[r][t] = hsum(acc[r][t]);
+                    let a = &acc[t];
+                    out[r][t] = hsum(add(add(a[0], a[1]), add(a[2], a[3])));
                 }
             }
             out
@@ -312,10 +309,9 @@ macro_rules! quant_kernels {
                 let d = splat(f16le(blk, 0));
                 let qs = blk[2..].as_chunks::<W>().0;
                 for c in 0..16 / W {
-                    let v = ld_u8(&qs[c]);
-                    let (lo, hi) = (isub(iand(v, isplat(0xF)), isplat(8)), isub(shr4(v), isplat(8)));
-                    put(out, stride, 32 * b + c * W, mul(d, cvt(lo)));
-                    put(out, stride, 32 * b + 16 + c * W, mul(d, cvt(hi)));
+                    let (lo, hi) = nibbles::<true>(&qs[c]);
+                    put(out, stride, 32 * b + c * W, mul(d, lo));
+                    put(out, stride, 32 * b + 16 + c * W, mul(d, hi));
                 }
             }
         }
@@ -327,7 +323,7 @@ macro_rules! quant_kernels {
                 let (d, m) = (splat(f16le(blk, 0)), splat(f16le(blk, 2)));
                 let qs = blk[4..].as_chunks::<W>().0;
                 for c in 0..16 / W {
-                    let (lo, hi) = nibbles(&qs[c]);
+                    let (lo, hi) = nibbles::<false>(&qs[c]);
                     put(out, stride, 32 * b + c * W, add(mul(d, lo), m));
                     put(out, stride, 32 * b + 16 + c * W, add(mul(d, hi), m));
                 }
@@ -344,7 +340,7 @@ macro_rules! quant_kernels {
                     let (s0, m0, s1, m1) =
                         (splat(s[2 * c]), splat(m[2 * c]), splat(s[2 * c + 1]), splat(m[2 * c + 1]));
                     for l in 0..32 / W {
-                        let (lo, hi) = nibbles(&qs[l]);
+                        let (lo, hi) = nibbles::<false>(&qs[l]);
                         let e = 256 * b + 64 * c + l * W;
                         put(out, stride, e, sub(mul(s0, lo), m0));
                         put(out, stride, e + 32, sub(mul(s1, hi), m1));
