@@ -52,6 +52,7 @@ pub fn quant_cases(next: &mut impl FnMut() -> u64) -> Vec<Box<dyn OpCase>> {
             (&[17][..], 9),
             (&[13, 3][..], 13),
             (&[70, 3, 40][..], 61),
+            (&[7, 20][..], 130), // more tokens than one GEMM task takes
         ]
         .into_iter()
         .enumerate()
