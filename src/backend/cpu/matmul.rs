@@ -7,8 +7,9 @@
 //! GEMM blocking: the activations are packed once per matmul, k-step-interleaved in groups of `MR`
 //! tokens (`[group][k/P][MR][P]`, shared read-only by all tasks). A task (`NB` weight rows × up to
 //! `MB` tokens), for each `KC`-deep slice of k, widens its weight rows to f32 and packs them likewise
-//! in groups of `NR` (`NB × KC` floats, L2), then runs one `MR×NR` register tile per (weight group,
-//! token group) pair: the weight group's panel stays in L1 while the token groups stream from L2.
+//! in groups of `NR` (`NB × KC` floats, L2), then runs one `MR×NR` register tile per (token group,
+//! weight group) pair: a token group's panel (`MR × KC`) stays in L1 while the weight groups stream
+//! from L2 (fewer bytes per FMA than the other way round: `NR < MR`).
 //!
 //! Quantized weights stay in their blocks: the gemv kernels dequantize in registers (all of a task's
 //! tokens per pass over the weights, with the per-32 activation sums computed once per matmul), and

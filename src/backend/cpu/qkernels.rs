@@ -9,12 +9,15 @@
 //! four weight rows at a time; more take two, so the accumulators stay in registers).
 //!
 //! **gemv** (≤ 8 tokens): weights are read once per group of up to `QM` tokens, four or two rows at a
-//! time, and dequantized in registers, never to memory. Q8_0/Q4_0/Q4_1/Q4_K use the integer-times-activation
-//! algebra: per (sub-)block `Σ (d·q + m)·x = d·Σ q·x + m·Σx` (Q4_0: `d·Σ (q − 8)·x`, the `− 8` free
-//! in AVX-512's nibble table lookup), with `Σx` per 32 activations computed
-//! once per matmul ([`crate::backend::quant::block_sums`]) — so the nibbles are only widened and
-//! converted, one FMA per weight lane per token, and the scale costs one FMA per block. Q6_K, whose
-//! 16-element sub-blocks would need a scale FMA every vector, dequantizes `q·(d·sc)` and FMAs that.
+//! time (Q4_K, Q6_K: one, whose block bodies are too large to unroll over rows), dequantized in
+//! registers, never to memory, and prefetched far ahead ([`PREFETCH`]). Q8_0/Q4_0/Q4_1/Q4_K use the
+//! integer-times-activation algebra: per (sub-)block `Σ (d·q + m)·x = d·Σ q·x + m·Σx` (Q4_0:
+//! `d·Σ (q − 8)·x`, the `− 8` free in AVX-512's nibble table lookup), with `Σx` per 32 activations
+//! computed once per matmul ([`crate::backend::quant::block_sums`]) — so the nibbles are only
+//! widened and converted, one FMA per weight lane per token, and the scale costs one FMA per block.
+//! Q6_K, whose 16-element sub-blocks would need a scale FMA every vector, dequantizes `q·(d·sc)`.
+//! Block scales (f16) come from a 256 KiB table ([`crate::backend::quant::F16_TO_F32`]) and are
+//! broadcast straight from it.
 //!
 //! **dequant** (GEMM panels, embedding rows): blocks to f32 with the same operations as
 //! [`crate::backend::quant::dequantize_block`], so the values are bit-identical, written as
