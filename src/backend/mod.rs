@@ -11,9 +11,11 @@
 //! [`Backend::set_step`] once per forward step, so kernel arguments stay static and a decode step can be
 //! replayed (graphs). One step may hold many sequences (batched decode, chunked prefill).
 
+mod check;
 pub mod cpu;
 mod host;
 pub mod quant;
+pub mod wgpu;
 
 use thiserror::Error;
 
@@ -378,6 +380,7 @@ pub fn probe_all(threads: usize) -> Vec<BackendReport> {
                 BackendKind::Cpu => {
                     cpu::CpuBackend::new(threads).map(|b| vec![b.info().device]).map_err(|e| e.to_string())
                 }
+                BackendKind::Wgpu => self::wgpu::probe(),
                 _ => Err(not_built(kind)),
             },
         })
@@ -406,6 +409,7 @@ pub fn create(kind: BackendKind, opts: BackendOptions) -> Result<Box<dyn Backend
             }
             Ok(Box::new(cpu::CpuBackend::new(opts.threads)?))
         }
+        BackendKind::Wgpu => Ok(Box::new(self::wgpu::WgpuBackend::new(opts.device)?)),
         other => Err(BackendError::Unavailable { backend: other.name().into(), reason: not_built(other) }),
     }
 }

@@ -1,5 +1,6 @@
 //! Weight matrices of the CPU backend: parts stacked by rows, read in place from their host bytes.
 
+use crate::backend::check::{self, WeightShape};
 use crate::backend::{BackendError, DType, HostBytes, HostTensor, Result};
 
 /// Where a part's elements live: in the host bytes as given (mapped or owned, read in place), or in
@@ -52,10 +53,6 @@ pub struct CpuWeight {
     pub cols: usize,
     pub parts: Vec<Part>,
     pub bias: Option<Vec<f32>>,
-}
-
-fn invalid(detail: String) -> BackendError {
-    BackendError::InvalidArgument { op: "upload_weight", detail }
 }
 
 fn oom(bytes: usize, what: &str) -> BackendError {
@@ -121,50 +118,23 @@ impl Part {
 impl CpuWeight {
     /// Checks the parts (one dtype, one column count, 2-D) and the bias, and keeps the bytes in place.
     pub fn new(parts: &[HostTensor], bias: Option<&[f32]>) -> Result<CpuWeight> {
-        let first = parts.first().ok_or_else(|| invalid("no parts given".into()))?;
-        let name = parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("|");
-        let (dtype, cols) = (first.dtype, first.rows_cols().map_or(0, |(_, c)| c));
+        let shape = check::weight_parts(parts, bias)?;
         let mut stored = Vec::new();
-        let mut rows = 0usize;
-        for p in parts {
-            let Some((r, c)) = p.rows_cols() else {
-                return Err(invalid(format!("tensor {} has shape {:?}, not 2-D", p.name, p.shape)));
-            };
-            if p.dtype != dtype || c != cols {
-                return Err(invalid(format!(
-                    "tensor {} is {} [{r}, {c}] but {} is {dtype} [.., {cols}]",
-                    p.name, p.dtype, first.name
-                )));
-            }
-            if !c.is_multiple_of(dtype.block_elems()) {
-                return Err(invalid(format!(
-                    "tensor {} has rows of {c}, not whole {dtype} blocks of {}",
-                    p.name,
-                    dtype.block_elems()
-                )));
-            }
-            if r.checked_mul(c).and_then(|n| dtype.bytes_for(n)) != Some(p.bytes.len()) {
-                return Err(invalid(format!(
-                    "tensor {} holds {} bytes, not {r}×{c} {dtype}",
-                    p.name,
-                    p.bytes.len()
-                )));
-            }
-            stored.push(Part::new(p, rows, r)?);
-            rows += r;
+        let mut row0 = 0;
+        for (p, &r) in parts.iter().zip(&shape.part_rows) {
+            stored.push(Part::new(p, row0, r)?);
+            row0 += r;
         }
         let bias = match bias {
             None => None,
-            Some(b) if b.len() == rows => {
+            Some(b) => {
                 let mut v = Vec::new();
-                v.try_reserve_exact(b.len()).map_err(|_| oom(b.len() * 4, &name))?;
+                v.try_reserve_exact(b.len()).map_err(|_| oom(b.len() * 4, &shape.name))?;
                 v.extend_from_slice(b);
                 Some(v)
             }
-            Some(b) => {
-                return Err(invalid(format!("bias of {name} has {} elements, not {rows} rows", b.len())));
-            }
         };
+        let WeightShape { name, dtype, rows, cols, .. } = shape;
         Ok(CpuWeight { name, dtype, rows, cols, parts: stored, bias })
     }
 

@@ -1,0 +1,14 @@
+// Weight format f16: rows padded to whole units of 32 elements, 4 vec4<u32> (two halves each) per unit.
+@group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
+
+// The 32 weights of unit `u` (elements 32u..32u+32) of weight row `row`; `upr` units per row.
+fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
+    let base = (row * upr + u) * 4u;
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        let w = wq[base + i];
+        o[2u * i] = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+        o[2u * i + 1u] = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
+    }
+    return o;
+}

@@ -1,0 +1,28 @@
+// Weight format Q4_1 (llama.cpp blocks of 32: f16 scale d and minimum m, 16 bytes of nibbles laid out
+// as Q4_0; w = d·q + m), stored split: the nibbles of block b in wq[b], (d, m) as one word in ws[b].
+@group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> ws: array<u32>;
+
+// The low (shift 0) or high (shift 4) nibbles of the four bytes of a word.
+fn nib4(w: u32, shift: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) >> vec4<u32>(shift)) & vec4<u32>(15u));
+}
+
+// The 32 weights of block `u` of weight row `row`; `upr` blocks per row.
+fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
+    let b = row * upr + u;
+    let dm = unpack2x16float(ws[b]);
+    let d = vec4<f32>(dm.x);
+    let m = vec4<f32>(dm.y);
+    let q = wq[b];
+    var o: array<vec4<f32>, 8>;
+    o[0] = fma(nib4(q.x, 0u), d, m);
+    o[1] = fma(nib4(q.y, 0u), d, m);
+    o[2] = fma(nib4(q.z, 0u), d, m);
+    o[3] = fma(nib4(q.w, 0u), d, m);
+    o[4] = fma(nib4(q.x, 4u), d, m);
+    o[5] = fma(nib4(q.y, 4u), d, m);
+    o[6] = fma(nib4(q.z, 4u), d, m);
+    o[7] = fma(nib4(q.w, 4u), d, m);
+    return o;
+}

@@ -1,0 +1,112 @@
+//! Argument checks every backend shares: sizes, aliasing, weight parts and attention shapes, so each
+//! backend refuses bad calls with the same `InvalidArgument` before any work starts.
+
+use super::{AttnShape, BackendError, BufId, HostTensor, KvSpec, Result, StepBatch};
+use crate::backend::DType;
+
+/// An `InvalidArgument` of `op`.
+pub fn invalid(op: &'static str, detail: impl Into<String>) -> BackendError {
+    BackendError::InvalidArgument { op, detail: detail.into() }
+}
+
+/// `a · b`, or InvalidArgument on overflow.
+pub fn mul(op: &'static str, a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or_else(|| invalid(op, format!("size {a} × {b} overflows")))
+}
+
+/// Refuses one buffer as both input and output.
+pub fn distinct(op: &'static str, a: BufId, b: BufId) -> Result<()> {
+    if a == b {
+        return Err(invalid(op, format!("buffer {} is both input and output", a.0)));
+    }
+    Ok(())
+}
+
+/// Shape of a weight made of stacked parts.
+#[derive(Clone, Debug)]
+pub struct WeightShape {
+    /// Part names joined by `|`.
+    pub name: String,
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    /// Rows of each part, in order.
+    pub part_rows: Vec<usize>,
+}
+
+/// Checks weight parts (one dtype, one column count, 2-D, whole quantized blocks, bytes matching the
+/// shape) and the bias length.
+pub fn weight_parts(parts: &[HostTensor], bias: Option<&[f32]>) -> Result<WeightShape> {
+    let op = "upload_weight";
+    let first = parts.first().ok_or_else(|| invalid(op, "no parts given"))?;
+    let name = parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("|");
+    let (dtype, cols) = (first.dtype, first.rows_cols().map_or(0, |(_, c)| c));
+    let mut part_rows = Vec::with_capacity(parts.len());
+    for p in parts {
+        let Some((r, c)) = p.rows_cols() else {
+            return Err(invalid(op, format!("tensor {} has shape {:?}, not 2-D", p.name, p.shape)));
+        };
+        if p.dtype != dtype || c != cols {
+            return Err(invalid(
+                op,
+                format!("tensor {} is {} [{r}, {c}] but {} is {dtype} [.., {cols}]", p.name, p.dtype, first.name),
+            ));
+        }
+        if !c.is_multiple_of(dtype.block_elems()) {
+            return Err(invalid(
+                op,
+                format!("tensor {} has rows of {c}, not whole {dtype} blocks of {}", p.name, dtype.block_elems()),
+            ));
+        }
+        if r.checked_mul(c).and_then(|n| dtype.bytes_for(n)) != Some(p.bytes.len()) {
+            return Err(invalid(
+                op,
+                format!("tensor {} holds {} bytes, not {r}×{c} {dtype}", p.name, p.bytes.len()),
+            ));
+        }
+        part_rows.push(r);
+    }
+    let rows: usize = part_rows.iter().sum();
+    if let Some(b) = bias
+        && b.len() != rows
+    {
+        return Err(invalid(op, format!("bias of {name} has {} elements, not {rows} rows", b.len())));
+    }
+    Ok(WeightShape { name, dtype, rows, cols, part_rows })
+}
+
+/// Checks a cache `spec` against `layer`, the attention `shape` and the `n` tokens of `step`.
+pub fn attention_args(
+    op: &'static str,
+    spec: &KvSpec,
+    layer: usize,
+    shape: &AttnShape,
+    n: usize,
+    step: &StepBatch,
+) -> Result<()> {
+    if layer >= spec.layers {
+        return Err(invalid(op, format!("layer {layer} >= {} layers", spec.layers)));
+    }
+    if shape.kv_heads != spec.kv_heads || shape.head_dim != spec.head_dim {
+        return Err(invalid(
+            op,
+            format!(
+                "shape has {} kv heads of {}, the cache {} of {}",
+                shape.kv_heads, shape.head_dim, spec.kv_heads, spec.head_dim
+            ),
+        ));
+    }
+    if shape.heads == 0 || shape.kv_heads == 0 || !shape.heads.is_multiple_of(shape.kv_heads) {
+        return Err(invalid(op, format!("{} heads is not a multiple of {} kv heads", shape.heads, shape.kv_heads)));
+    }
+    if shape.head_dim == 0 || !shape.head_dim.is_multiple_of(2) {
+        return Err(invalid(op, format!("head_dim {} is not even and positive", shape.head_dim)));
+    }
+    if shape.window == Some(0) {
+        return Err(invalid(op, "sliding window of 0 positions"));
+    }
+    if n > step.n_tokens() {
+        return Err(invalid(op, format!("{n} tokens but the step has {}", step.n_tokens())));
+    }
+    Ok(())
+}

@@ -1,0 +1,816 @@
+//! wgpu backend: the portable GPU path. WGSL compute shaders (`shaders/`) on Vulkan, Metal or DX12.
+//!
+//! Ops are recorded as dispatches (pipeline, bind group, parameter slot, grid) and encoded into one
+//! compute pass of one command encoder at `submit`; pipelines and bind groups are made once and reused.
+//! Each dispatch's small parameters go in a 256-byte slot of one uniform buffer (a dynamic offset),
+//! and the whole parameter block is written once per submit; the step data (`set_step`) is one
+//! storage buffer written once per step. Weights stay in their stored format (see `wgpu/weights.rs`)
+//! and are dequantized inside the kernels.
+
+mod device;
+pub mod kernels;
+mod weights;
+
+use std::collections::HashMap;
+
+use self::device::Gpu;
+use self::kernels::{Access, GEMM_TILE, GEMV_MAX_TOKENS, GEMV_ROWS, Kernel};
+use self::weights::RowLayout;
+use super::check::{self, distinct, invalid, mul};
+use super::{
+    AttnShape, Backend, BackendError, BackendInfo, BufId, DType, HostTensor, KvId, KvSpec, MatmulMode, Result,
+    StepBatch, WeightId,
+};
+
+pub use self::device::probe;
+
+/// Bytes of one dispatch's parameter slot (the largest `min_uniform_buffer_offset_alignment`).
+const SLOT: u64 = 256;
+/// Parameter slots per submit; a longer recording is submitted in parts.
+const SLOTS: u64 = 4096;
+
+/// Choices a test may make that a user never needs to.
+#[derive(Clone, Copy, Debug)]
+pub struct WgpuOptions {
+    /// Cut weights into chunks of at most this many bytes even where the device binds more.
+    pub max_chunk_bytes: u64,
+    /// Use subgroup reductions where the device has them (else workgroup-memory reductions).
+    pub subgroups: bool,
+}
+
+impl Default for WgpuOptions {
+    fn default() -> Self {
+        WgpuOptions { max_chunk_bytes: u64::MAX, subgroups: true }
+    }
+}
+
+/// Element type of an activation buffer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Elem {
+    F32,
+    U32,
+}
+
+struct Act {
+    gpu: u32,
+    len: usize,
+    elem: Elem,
+}
+
+/// Rows `row0 .. row0 + rows` of a weight in their own quant and scale buffers.
+struct Chunk {
+    row0: usize,
+    rows: usize,
+    q: u32,
+    s: u32,
+}
+
+struct GpuWeight {
+    name: String,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    units: usize,
+    chunks: Vec<Chunk>,
+    bias: Option<u32>,
+}
+
+/// A paged KV cache: per layer, a key and a value buffer of `[blocks · block_size, kv_heads, head_dim]`.
+struct GpuKv {
+    spec: KvSpec,
+    layers: Vec<(u32, u32)>,
+}
+
+/// One recorded dispatch.
+struct Dispatch {
+    pipeline: usize,
+    bind_group: usize,
+    slot: u32,
+    grid: (u32, u32),
+}
+
+/// The wgpu backend.
+pub struct WgpuBackend {
+    gpu: Gpu,
+    /// Every GPU buffer; the handles below index it.
+    buffers: Vec<wgpu::Buffer>,
+    acts: Vec<Act>,
+    weights: Vec<GpuWeight>,
+    kvs: Vec<GpuKv>,
+    layouts: HashMap<&'static [(u32, Access)], (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    pipelines: HashMap<Kernel, usize>,
+    pipeline_list: Vec<wgpu::ComputePipeline>,
+    /// Bind groups by (pipeline, buffers bound 1..).
+    bind_groups: HashMap<(usize, Vec<u32>), usize>,
+    bind_group_list: Vec<wgpu::BindGroup>,
+    params: u32,
+    /// Parameter slots of the dispatches recorded since the last submit.
+    param_bytes: Vec<u8>,
+    recorded: Vec<Dispatch>,
+    step: StepBatch,
+    step_kv: Option<KvSpec>,
+    step_buf: u32,
+    step_cap: u64,
+    /// Bound where a kernel declares a binding this op has no buffer for (no bias, no scales).
+    dummy: u32,
+    staging: Option<(wgpu::Buffer, u64)>,
+    /// Largest buffer bound at once (the device's binding and buffer limits).
+    max_binding: u64,
+    /// Largest weight chunk: `max_binding`, or a test's smaller limit.
+    chunk_bytes: u64,
+}
+
+fn device_error(detail: impl Into<String>) -> BackendError {
+    BackendError::Device { backend: "wgpu".into(), detail: detail.into() }
+}
+
+/// Parameter words of a dispatch (u32s and f32 bits), as the kernel's `Params` struct lays them out.
+fn words(v: &[u32]) -> Vec<u8> {
+    v.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+fn u32_of(op: &'static str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| invalid(op, format!("size {v} exceeds the 32-bit indices of the kernels")))
+}
+
+impl WgpuBackend {
+    /// Opens adapter `device` (see `prism devices`: discrete GPUs first, CPU adapters last).
+    pub fn new(device: usize) -> Result<WgpuBackend> {
+        Self::with_options(device, WgpuOptions::default())
+    }
+
+    /// As [`WgpuBackend::new`], with [`WgpuOptions`] (for tests: smaller chunks, no subgroups).
+    pub fn with_options(device: usize, opts: WgpuOptions) -> Result<WgpuBackend> {
+        let max_binding = opts.max_chunk_bytes;
+        let mut gpu = device::open(device)?;
+        gpu.subgroups &= opts.subgroups;
+        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+        let mut b = WgpuBackend {
+            gpu,
+            buffers: Vec::new(),
+            acts: Vec::new(),
+            weights: Vec::new(),
+            kvs: Vec::new(),
+            layouts: HashMap::new(),
+            pipelines: HashMap::new(),
+            pipeline_list: Vec::new(),
+            bind_groups: HashMap::new(),
+            bind_group_list: Vec::new(),
+            params: 0,
+            param_bytes: Vec::new(),
+            recorded: Vec::new(),
+            step: StepBatch::default(),
+            step_kv: None,
+            step_buf: 0,
+            step_cap: 0,
+            dummy: 0,
+            staging: None,
+            max_binding: limit & !15,
+            chunk_bytes: (max_binding.min(limit) & !15).max(16),
+        };
+        let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+        b.params = b.create(SLOT * SLOTS, usage, "parameters")?;
+        b.dummy = b.create(16, wgpu::BufferUsages::STORAGE, "placeholder")?;
+        b.step_cap = 1 << 16;
+        b.step_buf = b.create(b.step_cap, storage_usage(), "step data")?;
+        Ok(b)
+    }
+
+    /// A new zeroed GPU buffer of `bytes` (rounded up to 16); OutOfMemory or Device errors as the
+    /// driver reports them.
+    fn create(&mut self, bytes: u64, usage: wgpu::BufferUsages, what: &str) -> Result<u32> {
+        self.create_with(bytes, usage, what, None)
+    }
+
+    /// As [`Self::create`], with `data` at the start of the buffer before the GPU sees it.
+    fn create_with(&mut self, bytes: u64, usage: wgpu::BufferUsages, what: &str, data: Option<&[u8]>) -> Result<u32> {
+        let size = bytes.max(16).div_ceil(16) * 16;
+        if size > self.gpu.limits.max_buffer_size {
+            return Err(BackendError::OutOfMemory {
+                backend: "wgpu".into(),
+                bytes: size,
+                what: format!(
+                    "{what} (larger than the device's largest buffer, {} bytes)",
+                    self.gpu.limits.max_buffer_size
+                ),
+            });
+        }
+        let scope = self.gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buf = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size,
+            usage,
+            mapped_at_creation: data.is_some(),
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(BackendError::OutOfMemory { backend: "wgpu".into(), bytes: size, what: format!("{what}: {e}") });
+        }
+        self.check_errors()?;
+        if let Some(d) = data {
+            {
+                let mut view = buf
+                    .slice(..)
+                    .get_mapped_range_mut()
+                    .map_err(|e| device_error(format!("mapping {what} for upload: {e}")))?;
+                view.slice(..d.len()).copy_from_slice(d);
+            }
+            buf.unmap();
+        }
+        let id = u32_of("alloc", self.buffers.len())?;
+        self.buffers.push(buf);
+        Ok(id)
+    }
+
+    /// Turns errors the device reported since the last call into a `BackendError`.
+    fn check_errors(&self) -> Result<()> {
+        if let Some(why) = self.gpu.lost.lock().ok().and_then(|l| l.clone()) {
+            return Err(device_error(format!("device lost ({why})")));
+        }
+        let first = self.gpu.errors.lock().ok().and_then(|mut v| (!v.is_empty()).then(|| v.remove(0)));
+        match first {
+            None => Ok(()),
+            Some(wgpu::Error::OutOfMemory { .. }) => Err(BackendError::OutOfMemory {
+                backend: "wgpu".into(),
+                bytes: 0,
+                what: "device memory".into(),
+            }),
+            Some(e) => Err(device_error(e.to_string())),
+        }
+    }
+
+    fn act(&self, op: &'static str, name: &str, id: BufId, len: usize, elem: Elem) -> Result<u32> {
+        let a = self.acts.get(id.0 as usize).ok_or_else(|| invalid(op, format!("unknown buffer {}", id.0)))?;
+        let kind = |e| if e == Elem::F32 { "f32" } else { "u32" };
+        if a.elem != elem {
+            return Err(invalid(op, format!("{name} (buffer {}) is {}, not {}", id.0, kind(a.elem), kind(elem))));
+        }
+        if a.len < len {
+            return Err(invalid(op, format!("{name} (buffer {}) has {} elements, needs {len}", id.0, a.len)));
+        }
+        Ok(a.gpu)
+    }
+
+    fn f32s(&self, op: &'static str, name: &str, id: BufId, len: usize) -> Result<u32> {
+        self.act(op, name, id, len, Elem::F32)
+    }
+
+    fn weight(&self, op: &'static str, id: WeightId) -> Result<&GpuWeight> {
+        self.weights.get(id.0 as usize).ok_or_else(|| invalid(op, format!("unknown weight {}", id.0)))
+    }
+
+    fn alloc_elems(&mut self, len: usize, elem: Elem, data: Option<&[f32]>) -> Result<BufId> {
+        let bytes = mul("alloc", len, 4)? as u64;
+        if bytes > self.max_binding {
+            return Err(BackendError::OutOfMemory {
+                backend: "wgpu".into(),
+                bytes,
+                what: format!("a buffer of {len} elements (the device binds at most {} bytes)", self.max_binding),
+            });
+        }
+        let gpu = self.create_with(bytes, storage_usage(), "activations", data.map(bytemuck::cast_slice))?;
+        let id = u32_of("alloc", self.acts.len())?;
+        self.acts.push(Act { gpu, len, elem });
+        Ok(BufId(id))
+    }
+
+    /// The pipeline of `k`, built on first use.
+    fn pipeline(&mut self, k: Kernel) -> Result<usize> {
+        if let Some(&p) = self.pipelines.get(&k) {
+            return Ok(p);
+        }
+        let dev = &self.gpu.device;
+        let layout = self.layouts.entry(k.bindings()).or_insert_with(|| {
+            let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: true,
+                    min_binding_size: wgpu::BufferSize::new(SLOT),
+                },
+                count: None,
+            }];
+            entries.extend(k.bindings().iter().map(|&(binding, access)| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: access == Access::Read },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            }));
+            let bgl =
+                dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
+            let pl = dev.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: None,
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+            (bgl, pl)
+        });
+        let name = k.name();
+        let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&name),
+            source: wgpu::ShaderSource::Wgsl(k.source(self.gpu.subgroups).into()),
+        });
+        let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&name),
+            layout: Some(&layout.1),
+            module: &module,
+            entry_point: Some(k.entry()),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(device_error(format!("kernel {name} does not build on this device: {e}")));
+        }
+        self.pipeline_list.push(pipeline);
+        let idx = self.pipeline_list.len() - 1;
+        self.pipelines.insert(k, idx);
+        Ok(idx)
+    }
+
+    /// Records one dispatch of `k` over `groups` workgroups (a 2-D grid when one dimension is not
+    /// enough; kernels read `groups_x`), binding `bufs` (GPU buffer ids) to `k.bindings()` in order.
+    /// `params` are the kernel's parameter words; `groups_x` is appended when `append_groups_x`.
+    fn dispatch(&mut self, k: Kernel, bufs: &[u32], params: &[u32], groups: u64, append_groups_x: bool) -> Result<()> {
+        let max = self.gpu.limits.max_compute_workgroups_per_dimension as u64;
+        let gx = groups.clamp(1, max);
+        let gy = groups.div_ceil(gx);
+        if gy > max {
+            return Err(invalid("dispatch", format!("{groups} workgroups exceed the device's grid")));
+        }
+        let mut p = params.to_vec();
+        if append_groups_x {
+            p.push(gx as u32);
+        }
+        self.dispatch_grid(k, bufs, &p, (gx as u32, gy as u32))
+    }
+
+    fn dispatch_grid(&mut self, k: Kernel, bufs: &[u32], params: &[u32], grid: (u32, u32)) -> Result<()> {
+        if grid.0 == 0 || grid.1 == 0 {
+            return Ok(());
+        }
+        if self.recorded.len() as u64 >= SLOTS {
+            self.flush()?;
+        }
+        let pipeline = self.pipeline(k)?;
+        let key = (pipeline, bufs.to_vec());
+        let bind_group = match self.bind_groups.get(&key) {
+            Some(&b) => b,
+            None => {
+                let layout = &self.layouts[k.bindings()].0;
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &self.buffers[self.params as usize],
+                        offset: 0,
+                        size: wgpu::BufferSize::new(SLOT),
+                    }),
+                }];
+                for (&(binding, _), &b) in k.bindings().iter().zip(bufs) {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding,
+                        resource: self.buffers[b as usize].as_entire_binding(),
+                    });
+                }
+                let bg = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout,
+                    entries: &entries,
+                });
+                self.bind_group_list.push(bg);
+                let idx = self.bind_group_list.len() - 1;
+                self.bind_groups.insert(key, idx);
+                idx
+            }
+        };
+        let slot = self.recorded.len() as u32;
+        let mut bytes = words(params);
+        bytes.resize(SLOT as usize, 0);
+        self.param_bytes.extend_from_slice(&bytes);
+        self.recorded.push(Dispatch { pipeline, bind_group, slot, grid });
+        Ok(())
+    }
+
+    /// Encodes everything recorded into one compute pass and submits it.
+    fn flush(&mut self) -> Result<()> {
+        self.check_errors()?;
+        if self.recorded.is_empty() {
+            return Ok(());
+        }
+        let g = &self.gpu;
+        g.queue.write_buffer(&self.buffers[self.params as usize], 0, &self.param_bytes);
+        let mut enc = g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            for d in &self.recorded {
+                pass.set_pipeline(&self.pipeline_list[d.pipeline]);
+                pass.set_bind_group(0, &self.bind_group_list[d.bind_group], &[d.slot * SLOT as u32]);
+                pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
+            }
+        }
+        g.queue.submit([enc.finish()]);
+        self.recorded.clear();
+        self.param_bytes.clear();
+        self.check_errors()
+    }
+
+    /// Copies the first `bytes` of GPU buffer `src` back to the host.
+    fn read_back(&mut self, src: u32, bytes: u64) -> Result<Vec<u8>> {
+        self.flush()?;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let size = bytes.div_ceil(16) * 16;
+        if self.staging.as_ref().is_none_or(|(_, cap)| *cap < size) {
+            let buf = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("read-back"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            self.staging = Some((buf, size));
+        }
+        let g = &self.gpu;
+        let staging = &self.staging.as_ref().expect("staging buffer made above").0;
+        let mut enc = g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
+        enc.copy_buffer_to_buffer(&self.buffers[src as usize], 0, staging, 0, size);
+        g.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..size).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        g.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map_err(|e| device_error(format!("waiting for the device: {e}")))?;
+        self.check_errors()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(device_error(format!("reading results back: {e}"))),
+            Err(_) => return Err(device_error("reading results back: the device dropped the request")),
+        }
+        let out = staging
+            .slice(..bytes)
+            .get_mapped_range()
+            .map_err(|e| device_error(format!("reading results back: {e}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Writes the step data: a header of counts and offsets, then the arrays (see `shaders/lib/step.wgsl`).
+    fn write_step(&mut self, step: &StepBatch) -> Result<()> {
+        let mut data: Vec<u32> = vec![0; 16];
+        let put = |data: &mut Vec<u32>, at: usize, v: &[u32]| {
+            data[at] = data.len() as u32;
+            data.extend_from_slice(v);
+        };
+        data[0] = step.n_tokens() as u32;
+        data[1] = step.block_table_start.len() as u32;
+        data[2] = step.n_outputs() as u32;
+        put(&mut data, 3, &step.tokens);
+        put(&mut data, 4, &step.positions);
+        put(&mut data, 5, &step.token_seq);
+        put(&mut data, 6, &step.block_table_start);
+        put(&mut data, 7, &step.block_table_len);
+        put(&mut data, 8, &step.block_tables);
+        put(&mut data, 9, &step.output_rows);
+        let bytes = data.len() as u64 * 4;
+        if bytes > self.step_cap {
+            let cap = bytes.next_power_of_two();
+            self.step_buf = self.create(cap, storage_usage(), "step data")?;
+            self.step_cap = cap;
+            // Bind groups naming the old buffer are never asked for again.
+            self.bind_groups.retain(|_, _| false);
+        }
+        self.gpu.queue.write_buffer(&self.buffers[self.step_buf as usize], 0, bytemuck::cast_slice(&data));
+        Ok(())
+    }
+
+    /// The cache `kv` checked for `layer`, `shape` and the step's first `n` tokens.
+    fn kv_for(&self, op: &'static str, kv: KvId, layer: usize, shape: &AttnShape, n: usize) -> Result<(KvSpec, u32, u32)> {
+        let cache = self.kvs.get(kv.0 as usize).ok_or_else(|| invalid(op, format!("unknown kv cache {}", kv.0)))?;
+        check::attention_args(op, &cache.spec, layer, shape, n, &self.step)?;
+        if self.step_kv != Some(cache.spec) {
+            self.step.validate(Some(&cache.spec))?;
+        }
+        if shape.head_dim > 256 {
+            return Err(invalid(op, format!("head_dim {} > 256 is not supported by the wgpu kernels", shape.head_dim)));
+        }
+        let (k, v) = cache.layers[layer];
+        Ok((cache.spec, k, v))
+    }
+}
+
+fn storage_usage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC
+}
+
+impl Backend for WgpuBackend {
+    fn info(&self) -> BackendInfo {
+        let reduce = if self.gpu.subgroups { "subgroup" } else { "workgroup" };
+        BackendInfo { backend: "wgpu".into(), device: format!("{} [{reduce} reductions]", self.gpu.description) }
+    }
+
+    fn alloc(&mut self, len: usize) -> Result<BufId> {
+        self.alloc_elems(len, Elem::F32, None)
+    }
+
+    fn alloc_u32(&mut self, len: usize) -> Result<BufId> {
+        self.alloc_elems(len, Elem::U32, None)
+    }
+
+    fn upload(&mut self, data: &[f32]) -> Result<BufId> {
+        self.alloc_elems(data.len(), Elem::F32, Some(data))
+    }
+
+    fn upload_weight(&mut self, parts: &[HostTensor], bias: Option<&[f32]>) -> Result<WeightId> {
+        let shape = check::weight_parts(parts, bias)?;
+        if !kernels::supports(shape.dtype) {
+            return Err(BackendError::UnsupportedDType {
+                backend: "wgpu".into(),
+                dtype: shape.dtype.name().into(),
+                tensor: shape.name,
+            });
+        }
+        let (dtype, cols) = (shape.dtype, shape.cols);
+        let lay = RowLayout::new(dtype, cols);
+        let per_chunk = lay.rows_per_chunk(self.chunk_bytes);
+        let host_row = dtype.bytes_for(cols).unwrap_or(0);
+        let mut chunks = Vec::new();
+        let mut row0 = 0;
+        while row0 < shape.rows {
+            let rows = per_chunk.min(shape.rows - row0);
+            // The parts' rows row0 .. row0 + rows, in order.
+            let mut pieces: Vec<(&[u8], usize, usize)> = Vec::new(); // (bytes, rows, chunk row)
+            let mut start = 0;
+            for (p, &pr) in parts.iter().zip(&shape.part_rows) {
+                let (lo, hi) = (row0.max(start), (row0 + rows).min(start + pr));
+                if lo < hi {
+                    pieces.push((&p.bytes[(lo - start) * host_row..(hi - start) * host_row], hi - lo, lo - row0));
+                }
+                start += pr;
+            }
+            let what = format!("weight {}", shape.name);
+            // Both arrays come from one pass over the rows (float formats have no scale array).
+            let (mut qb, mut sb) = (vec![0u8; rows * lay.q_bytes], vec![0u8; rows * lay.s_bytes]);
+            for &(src, n, at) in &pieces {
+                weights::pack_rows(dtype, cols, src, n, at, &mut qb, &mut sb);
+            }
+            let q = self.create_with(qb.len() as u64, storage_usage(), &what, Some(&qb))?;
+            let s = match sb.is_empty() {
+                true => self.dummy,
+                false => self.create_with(sb.len() as u64, storage_usage(), &what, Some(&sb))?,
+            };
+            chunks.push(Chunk { row0, rows, q, s });
+            row0 += rows;
+        }
+        let bias = match bias {
+            Some(b) => Some(self.create_with(b.len() as u64 * 4, storage_usage(), "bias", Some(bytemuck::cast_slice(b)))?),
+            None => None,
+        };
+        let id = u32_of("upload_weight", self.weights.len())?;
+        self.weights.push(GpuWeight {
+            name: shape.name,
+            dtype,
+            rows: shape.rows,
+            cols,
+            units: lay.units,
+            chunks,
+            bias,
+        });
+        Ok(WeightId(id))
+    }
+
+    fn alloc_kv(&mut self, spec: KvSpec) -> Result<KvId> {
+        let op = "alloc_kv";
+        if spec.block_size == 0 {
+            return Err(invalid(op, "block_size is 0"));
+        }
+        let len = mul(op, mul(op, spec.blocks, spec.block_size)?, mul(op, spec.kv_heads, spec.head_dim)?)?;
+        let bytes = mul(op, len, 4)? as u64;
+        if bytes > self.max_binding {
+            return Err(BackendError::OutOfMemory {
+                backend: "wgpu".into(),
+                bytes,
+                what: format!("one layer of the KV cache (the device binds at most {} bytes)", self.max_binding),
+            });
+        }
+        let mut layers = Vec::with_capacity(spec.layers);
+        for _ in 0..spec.layers {
+            let k = self.create(bytes, storage_usage(), "kv cache keys")?;
+            let v = self.create(bytes, storage_usage(), "kv cache values")?;
+            layers.push((k, v));
+        }
+        let id = u32_of(op, self.kvs.len())?;
+        self.kvs.push(GpuKv { spec, layers });
+        Ok(KvId(id))
+    }
+
+    fn set_step(&mut self, step: &StepBatch) -> Result<()> {
+        let spec = match self.kvs.as_slice() {
+            [one] => Some(one.spec),
+            _ => None,
+        };
+        step.validate(spec.as_ref())?;
+        // Ops recorded so far read the previous step's data: they go first.
+        self.flush()?;
+        self.write_step(step)?;
+        self.step.clone_from(step);
+        self.step_kv = spec;
+        Ok(())
+    }
+
+    fn embed(&mut self, table: WeightId, out: BufId, n: usize) -> Result<()> {
+        let op = "embed";
+        let t = self.weight(op, table)?;
+        let (rows, cols, units, dtype) = (t.rows, t.cols, t.units, t.dtype);
+        let len = mul(op, n, cols)?;
+        if n > self.step.n_tokens() {
+            return Err(invalid(op, format!("{n} tokens but the step has {}", self.step.n_tokens())));
+        }
+        if let Some(&tok) = self.step.tokens[..n].iter().find(|&&tok| tok as usize >= rows) {
+            return Err(invalid(op, format!("token {tok} >= {rows} rows of {}", t.name)));
+        }
+        let o = self.f32s(op, "out", out, len)?;
+        let chunks: Vec<(usize, usize, u32, u32)> = t.chunks.iter().map(|c| (c.row0, c.rows, c.q, c.s)).collect();
+        for (row0, crow, q, s) in chunks {
+            let p = [crow, cols, units, row0, n].map(|v| v as u32);
+            let groups = (n * units).div_ceil(64) as u64;
+            self.dispatch(Kernel::Embed { dtype }, &[q, s, self.step_buf, o], &p, groups, true)?;
+        }
+        Ok(())
+    }
+
+    fn rms_norm(&mut self, x: BufId, weight: BufId, out: BufId, rows: usize, dim: usize, eps: f32) -> Result<()> {
+        let op = "rms_norm";
+        distinct(op, x, out)?;
+        distinct(op, weight, out)?;
+        let len = mul(op, rows, dim)?;
+        let xb = self.f32s(op, "x", x, len)?;
+        let wb = self.f32s(op, "weight", weight, dim)?;
+        let ob = self.f32s(op, "out", out, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let p = [u32_of(op, dim)?, eps.to_bits()];
+        self.dispatch(Kernel::RmsNorm, &[xb, wb, ob], &p, rows as u64, true)
+    }
+
+    fn matmul(&mut self, w: WeightId, x: BufId, out: BufId, rows: usize, mode: MatmulMode) -> Result<()> {
+        let op = "matmul";
+        distinct(op, x, out)?;
+        let wt = self.weight(op, w)?;
+        let (wrows, cols, units, dtype, bias) = (wt.rows, wt.cols, wt.units, wt.dtype, wt.bias);
+        let (xl, ol) = (mul(op, rows, cols)?, mul(op, rows, wrows)?);
+        let xb = self.f32s(op, "x", x, xl)?;
+        let ob = self.f32s(op, "out", out, ol)?;
+        if rows == 0 || wrows == 0 {
+            return Ok(());
+        }
+        u32_of(op, ol.max(xl))?;
+        let x_vec4 = cols.is_multiple_of(4);
+        let accumulate = (mode == MatmulMode::Accumulate) as u32;
+        let chunks: Vec<(usize, usize, u32, u32)> = wt.chunks.iter().map(|c| (c.row0, c.rows, c.q, c.s)).collect();
+        let bias_buf = bias.unwrap_or(self.dummy);
+        for (row0, crow, q, s) in chunks {
+            let bufs = [q, s, bias_buf, xb, ob];
+            let common = [crow, cols, units, row0, wrows].map(|v| v as u32);
+            let p = [&common[..], &[accumulate, bias.is_some() as u32]].concat();
+            if rows <= GEMV_MAX_TOKENS {
+                let k = Kernel::Gemv { dtype, tokens: rows as u32, x_vec4 };
+                self.dispatch(k, &bufs, &p, crow.div_ceil(GEMV_ROWS as usize) as u64, true)?;
+            } else {
+                let grid = (crow.div_ceil(GEMM_TILE as usize), rows.div_ceil(GEMM_TILE as usize));
+                let max = self.gpu.limits.max_compute_workgroups_per_dimension as usize;
+                if grid.0 > max || grid.1 > max {
+                    return Err(invalid(op, format!("{rows} tokens × {crow} rows exceed the device's grid")));
+                }
+                let p = [&p[..], &[rows as u32]].concat();
+                self.dispatch_grid(Kernel::Gemm { dtype, x_vec4 }, &bufs, &p, (grid.0 as u32, grid.1 as u32))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn rope_store_kv(
+        &mut self,
+        qkv: BufId,
+        inv_freq: BufId,
+        q_out: BufId,
+        kv: KvId,
+        layer: usize,
+        shape: AttnShape,
+        n: usize,
+    ) -> Result<()> {
+        let op = "rope_store_kv";
+        distinct(op, qkv, q_out)?;
+        distinct(op, inv_freq, q_out)?;
+        let (spec, k, v) = self.kv_for(op, kv, layer, &shape, n)?;
+        let qb = self.f32s(op, "qkv", qkv, mul(op, n, shape.qkv_width())?)?;
+        let fb = self.f32s(op, "inv_freq", inv_freq, shape.head_dim / 2)?;
+        let ob = self.f32s(op, "q_out", q_out, mul(op, n, shape.q_width())?)?;
+        let p = [shape.heads, shape.kv_heads, shape.head_dim, spec.block_size].map(|v| v as u32);
+        self.dispatch(Kernel::RopeStoreKv, &[qb, fb, self.step_buf, ob, k, v], &p, n as u64, true)
+    }
+
+    fn attention(&mut self, q: BufId, kv: KvId, layer: usize, out: BufId, shape: AttnShape, n: usize) -> Result<()> {
+        let op = "attention";
+        distinct(op, q, out)?;
+        let (spec, k, v) = self.kv_for(op, kv, layer, &shape, n)?;
+        let ql = mul(op, n, shape.q_width())?;
+        let qb = self.f32s(op, "q", q, ql)?;
+        let ob = self.f32s(op, "out", out, ql)?;
+        let p = [
+            shape.heads as u32,
+            shape.kv_heads as u32,
+            shape.head_dim as u32,
+            spec.block_size as u32,
+            shape.window.unwrap_or(0),
+            shape.scale.to_bits(),
+        ];
+        let groups = mul(op, n, shape.heads)? as u64;
+        self.dispatch(Kernel::Attention, &[qb, k, v, self.step_buf, ob], &p, groups, true)
+    }
+
+    fn silu_mul(&mut self, gate_up: BufId, out: BufId, rows: usize, ffn: usize) -> Result<()> {
+        let op = "silu_mul";
+        distinct(op, gate_up, out)?;
+        let len = mul(op, rows, ffn)?;
+        let gb = self.f32s(op, "gate_up", gate_up, mul(op, len, 2)?)?;
+        let ob = self.f32s(op, "out", out, len)?;
+        let p = [u32_of(op, rows)?, u32_of(op, ffn)?];
+        self.dispatch(Kernel::SiluMul, &[gb, ob], &p, len.div_ceil(256) as u64, true)
+    }
+
+    fn add(&mut self, dst: BufId, src: BufId, len: usize) -> Result<()> {
+        let op = "add";
+        distinct(op, src, dst)?;
+        let sb = self.f32s(op, "src", src, len)?;
+        let db = self.f32s(op, "dst", dst, len)?;
+        self.dispatch(Kernel::Add, &[sb, db], &[u32_of(op, len)?], len.div_ceil(256) as u64, true)
+    }
+
+    fn gather_rows(&mut self, src: BufId, dst: BufId, cols: usize) -> Result<()> {
+        let op = "gather_rows";
+        distinct(op, src, dst)?;
+        let rows = &self.step.output_rows;
+        let n = rows.len();
+        let src_rows = rows.iter().map(|&r| r as usize + 1).max().unwrap_or(0);
+        let sb = self.f32s(op, "src", src, mul(op, src_rows, cols)?)?;
+        let len = mul(op, n, cols)?;
+        let db = self.f32s(op, "dst", dst, len)?;
+        let p = [u32_of(op, cols)?, n as u32];
+        self.dispatch(Kernel::GatherRows, &[sb, db, self.step_buf], &p, len.div_ceil(256) as u64, true)
+    }
+
+    fn copy(&mut self, src: BufId, src_off: usize, dst: BufId, dst_off: usize, len: usize) -> Result<()> {
+        let op = "copy";
+        let end = |off: usize| off.checked_add(len).ok_or_else(|| invalid(op, "offset + len overflows"));
+        let (se, de) = (end(src_off)?, end(dst_off)?);
+        let sb = self.f32s(op, "src", src, se)?;
+        let db = self.f32s(op, "dst", dst, de)?;
+        let p = [u32_of(op, src_off)?, u32_of(op, dst_off)?, u32_of(op, len)?];
+        let groups = len.div_ceil(256) as u64;
+        if src == dst {
+            if src_off < de && dst_off < se && len > 0 {
+                return Err(invalid(op, format!("ranges overlap in buffer {}", src.0)));
+            }
+            return self.dispatch(Kernel::CopyWithin, &[db], &p, groups, true);
+        }
+        self.dispatch(Kernel::Copy, &[sb, db], &p, groups, true)
+    }
+
+    fn argmax(&mut self, x: BufId, out: BufId, rows: usize, cols: usize) -> Result<()> {
+        let op = "argmax";
+        distinct(op, x, out)?;
+        let xb = self.f32s(op, "x", x, mul(op, rows, cols)?)?;
+        let ob = self.act(op, "out", out, rows, Elem::U32)?;
+        self.dispatch(Kernel::Argmax, &[xb, ob], &[u32_of(op, cols)?], rows as u64, true)
+    }
+
+    fn submit(&mut self) -> Result<()> {
+        self.flush()
+    }
+
+    fn download(&mut self, buf: BufId, out: &mut [f32]) -> Result<()> {
+        let b = self.f32s("download", "buf", buf, out.len())?;
+        let bytes = self.read_back(b, out.len() as u64 * 4)?;
+        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        Ok(())
+    }
+
+    fn download_u32(&mut self, buf: BufId, out: &mut [u32]) -> Result<()> {
+        let b = self.act("download_u32", "buf", buf, out.len(), Elem::U32)?;
+        let bytes = self.read_back(b, out.len() as u64 * 4)?;
+        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *o = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        Ok(())
+    }
+}

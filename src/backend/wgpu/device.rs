@@ -1,0 +1,134 @@
+//! Finding and opening a wgpu adapter: the adapters a server can use (Vulkan, Metal, DX12), their
+//! order (discrete, integrated, virtual, CPU), what `prism devices` says about each, and the device
+//! with the features the kernels use.
+
+use std::sync::{Arc, Mutex};
+
+use crate::backend::{BackendError, Result};
+
+/// Backends wgpu is asked for: the native APIs of servers and desktops, not GL or WebGPU.
+pub const BACKENDS: wgpu::Backends =
+    wgpu::Backends::VULKAN.union(wgpu::Backends::METAL).union(wgpu::Backends::DX12);
+
+fn unavailable(reason: impl Into<String>) -> BackendError {
+    BackendError::Unavailable { backend: "wgpu".into(), reason: reason.into() }
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// The adapters, best first: discrete GPUs, then integrated, virtual, other, then CPU adapters
+/// (lavapipe). `--device N` indexes this list.
+pub fn adapters() -> Vec<wgpu::Adapter> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = BACKENDS;
+    let instance = wgpu::Instance::new(desc);
+    let mut list = pollster::block_on(instance.enumerate_adapters(BACKENDS));
+    list.sort_by_key(|a| rank(a.get_info().device_type));
+    list
+}
+
+/// One line about an adapter: name, API, type, and the features and limits that matter here.
+pub fn describe(a: &wgpu::Adapter) -> String {
+    let (info, f, l) = (a.get_info(), a.features(), a.limits());
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let subgroup = if f.contains(wgpu::Features::SUBGROUP) {
+        format!("{}-{}", info.subgroup_min_size, info.subgroup_max_size)
+    } else {
+        "no".into()
+    };
+    format!(
+        "{} ({:?}, {:?}; f16 {}, subgroup {subgroup}, cooperative matrix {}, max binding {} MiB)",
+        info.name,
+        info.backend,
+        info.device_type,
+        yes(f.contains(wgpu::Features::SHADER_F16)),
+        yes(f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)),
+        l.max_storage_buffer_binding_size >> 20,
+    )
+}
+
+/// What `prism devices` lists for wgpu: each adapter, or why there is none.
+pub fn probe() -> std::result::Result<Vec<String>, String> {
+    let list = adapters();
+    if list.is_empty() {
+        return Err(no_adapter());
+    }
+    Ok(list.iter().map(describe).collect())
+}
+
+fn no_adapter() -> String {
+    "no Vulkan, Metal or DX12 adapter found (on Linux install a Vulkan driver and loader, e.g. \
+     `apt-get install mesa-vulkan-drivers libvulkan1`)"
+        .into()
+}
+
+/// An opened device and what the backend needs to know about it.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub description: String,
+    pub subgroups: bool,
+    pub limits: wgpu::Limits,
+    /// Errors the device reported outside an explicit check (validation, out of memory), oldest
+    /// first; the backend turns them into `BackendError`s at its next call.
+    pub errors: Arc<Mutex<Vec<wgpu::Error>>>,
+    /// Why the device was lost, once it is.
+    pub lost: Arc<Mutex<Option<String>>>,
+}
+
+/// Opens adapter `index` of [`adapters`] with its own limits and the optional features the kernels
+/// use (subgroups, f16).
+pub fn open(index: usize) -> Result<Gpu> {
+    let list = adapters();
+    if list.is_empty() {
+        return Err(unavailable(no_adapter()));
+    }
+    let n = list.len();
+    let adapter = list
+        .into_iter()
+        .nth(index)
+        .ok_or_else(|| unavailable(format!("there are {n} adapters, no device {index}")))?;
+    let description = describe(&adapter);
+    let wanted = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
+    let features = adapter.features() & wanted;
+    let limits = adapter.limits();
+    let desc = wgpu::DeviceDescriptor {
+        label: Some("prism"),
+        required_features: features,
+        required_limits: limits.clone(),
+        ..Default::default()
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+        .map_err(|e| unavailable(format!("{description}: cannot open the device: {e}")))?;
+    let errors: Arc<Mutex<Vec<wgpu::Error>>> = Arc::default();
+    let sink = errors.clone();
+    device.on_uncaptured_error(Arc::new(move |e| {
+        if let Ok(mut v) = sink.lock() {
+            v.push(e);
+        }
+    }));
+    let lost: Arc<Mutex<Option<String>>> = Arc::default();
+    let lost_sink = lost.clone();
+    device.set_device_lost_callback(move |reason, msg| {
+        if let Ok(mut l) = lost_sink.lock() {
+            *l = Some(format!("{reason:?}: {msg}"));
+        }
+    });
+    Ok(Gpu {
+        device,
+        queue,
+        description,
+        subgroups: features.contains(wgpu::Features::SUBGROUP),
+        limits,
+        errors,
+        lost,
+    })
+}

@@ -1,0 +1,201 @@
+//! The WGSL kernels: their sources (embedded from `shaders/`), the variants a backend builds from them
+//! (weight format, tokens per gemv, subgroup or workgroup reductions) and each one's binding layout.
+//!
+//! A kernel file uses functions from `shaders/lib/` (`load_unit` of a weight format, `load_x`,
+//! `reduce_sum`, the step-buffer accessors); [`Kernel::source`] puts the libraries it needs in front
+//! and fills the `@NAME@` placeholders, so every variant is one self-contained module.
+
+use crate::backend::DType;
+
+/// What a kernel does with a binding (binding 0 is always the per-dispatch uniform).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// Tokens up to which a matmul runs as gemv (weights read once for all tokens), beyond which it
+/// runs as the tiled GEMM.
+pub const GEMV_MAX_TOKENS: usize = 8;
+/// Weight rows per gemv workgroup.
+pub const GEMV_ROWS: u32 = 4;
+/// Invocations of the reducing kernels (gemv, rms_norm).
+pub const REDUCE_WG: u32 = 128;
+/// Tokens and weight rows of one GEMM tile.
+pub const GEMM_TILE: u32 = 64;
+
+/// Every kernel variant the backend may build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Matrix-vector product of `tokens` (1..=8) rows; `x_vec4` when x rows are multiples of 4.
+    Gemv { dtype: DType, tokens: u32, x_vec4: bool },
+    /// Tiled matrix product.
+    Gemm { dtype: DType, x_vec4: bool },
+    Embed { dtype: DType },
+    RmsNorm,
+    SiluMul,
+    Add,
+    Copy,
+    /// A copy between two ranges of one buffer.
+    CopyWithin,
+    GatherRows,
+    Argmax,
+    RopeStoreKv,
+    Attention,
+}
+
+/// Weight formats with kernels.
+pub const DTYPES: [DType; 6] = [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1];
+
+/// Whether the kernels read weights of `dtype`.
+pub fn supports(dtype: DType) -> bool {
+    DTYPES.contains(&dtype)
+}
+
+fn weight_lib(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => include_str!("../../../shaders/lib/w_f32.wgsl"),
+        DType::F16 => include_str!("../../../shaders/lib/w_f16.wgsl"),
+        DType::BF16 => include_str!("../../../shaders/lib/w_bf16.wgsl"),
+        DType::Q8_0 => include_str!("../../../shaders/lib/w_q8_0.wgsl"),
+        DType::Q4_0 => include_str!("../../../shaders/lib/w_q4_0.wgsl"),
+        DType::Q4_1 => include_str!("../../../shaders/lib/w_q4_1.wgsl"),
+        // `supports` is checked at upload; no weight of another dtype reaches a kernel.
+        _ => include_str!("../../../shaders/lib/w_f32.wgsl"),
+    }
+}
+
+const STEP_LIB: &str = include_str!("../../../shaders/lib/step.wgsl");
+const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/lib/reduce_subgroup.wgsl");
+const REDUCE_WORKGROUP: &str = include_str!("../../../shaders/lib/reduce_workgroup.wgsl");
+const X_VEC4: &str = include_str!("../../../shaders/lib/x_vec4.wgsl");
+const X_SCALAR: &str = include_str!("../../../shaders/lib/x_scalar.wgsl");
+
+impl Kernel {
+    /// A short unique name (pipeline labels, test output).
+    pub fn name(&self) -> String {
+        match self {
+            Kernel::Gemv { dtype, tokens, x_vec4 } => {
+                format!("gemv_{}_t{tokens}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
+            }
+            Kernel::Gemm { dtype, x_vec4 } => format!("gemm_{}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" }),
+            Kernel::Embed { dtype } => format!("embed_{}", dtype.name()),
+            other => format!("{other:?}").to_lowercase(),
+        }
+    }
+
+    /// Whether this variant reduces through subgroup operations when the device has them.
+    fn reduces(&self) -> bool {
+        matches!(self, Kernel::Gemv { .. } | Kernel::RmsNorm)
+    }
+
+    fn file(&self) -> &'static str {
+        match self {
+            Kernel::Gemv { .. } => include_str!("../../../shaders/gemv.wgsl"),
+            Kernel::Gemm { .. } => include_str!("../../../shaders/gemm.wgsl"),
+            Kernel::Embed { .. } => include_str!("../../../shaders/embed.wgsl"),
+            Kernel::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl"),
+            Kernel::SiluMul => include_str!("../../../shaders/silu_mul.wgsl"),
+            Kernel::Add => include_str!("../../../shaders/add.wgsl"),
+            Kernel::Copy | Kernel::CopyWithin => include_str!("../../../shaders/copy.wgsl"),
+            Kernel::GatherRows => include_str!("../../../shaders/gather_rows.wgsl"),
+            Kernel::Argmax => include_str!("../../../shaders/argmax.wgsl"),
+            Kernel::RopeStoreKv => include_str!("../../../shaders/rope_store_kv.wgsl"),
+            Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
+        }
+    }
+
+    /// The entry point.
+    pub fn entry(&self) -> &'static str {
+        match self {
+            Kernel::CopyWithin => "copy_within",
+            _ => "main",
+        }
+    }
+
+    /// The complete WGSL module of this variant; `subgroups` picks subgroup reductions.
+    pub fn source(&self, subgroups: bool) -> String {
+        let mut s = String::new();
+        let sg = subgroups && self.reduces();
+        if self.reduces() {
+            s.push_str(&format!("const WG: u32 = {REDUCE_WG}u;\n"));
+            s.push_str(if sg { REDUCE_SUBGROUP } else { REDUCE_WORKGROUP });
+        }
+        match self {
+            Kernel::Gemv { dtype, x_vec4, .. } | Kernel::Gemm { dtype, x_vec4 } => {
+                s.push_str(weight_lib(*dtype));
+                s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
+            }
+            Kernel::Embed { dtype } => {
+                s.push_str(weight_lib(*dtype));
+                s.push_str(STEP_LIB);
+            }
+            Kernel::GatherRows | Kernel::RopeStoreKv | Kernel::Attention => s.push_str(STEP_LIB),
+            _ => {}
+        }
+        s.push_str(self.file());
+        let (params, args) = if sg {
+            (
+                ", @builtin(subgroup_id) sg_id: u32, @builtin(num_subgroups) n_sg: u32, \
+                 @builtin(subgroup_invocation_id) sg_lane: u32",
+                ", sg_id, n_sg, sg_lane",
+            )
+        } else {
+            ("", "")
+        };
+        let tokens = match self {
+            Kernel::Gemv { tokens, .. } => *tokens,
+            _ => 1,
+        };
+        s.replace("@SG_PARAMS@", params)
+            .replace("@SG_ARGS@", args)
+            .replace("@NR@", &GEMV_ROWS.to_string())
+            .replace("@T@", &tokens.to_string())
+    }
+
+    /// Storage bindings after the uniform at 0: `(binding, access)`.
+    pub fn bindings(&self) -> &'static [(u32, Access)] {
+        use Access::{Read as R, ReadWrite as W};
+        match self {
+            Kernel::Gemv { .. } | Kernel::Gemm { .. } => &[(1, R), (2, R), (3, R), (4, R), (5, W)],
+            Kernel::Embed { .. } => &[(1, R), (2, R), (3, R), (5, W)],
+            Kernel::RmsNorm => &[(1, R), (2, R), (3, W)],
+            Kernel::SiluMul | Kernel::Add | Kernel::Copy | Kernel::Argmax => &[(1, R), (2, W)],
+            Kernel::CopyWithin => &[(2, W)],
+            Kernel::GatherRows => &[(1, R), (2, W), (3, R)],
+            Kernel::RopeStoreKv => &[(1, R), (2, R), (3, R), (4, W), (5, W), (6, W)],
+            Kernel::Attention => &[(1, R), (2, R), (3, R), (4, R), (5, W)],
+        }
+    }
+
+    /// Every variant, for shader validation and ahead-of-time checks.
+    pub fn all() -> Vec<Kernel> {
+        let mut v = Vec::new();
+        for dtype in DTYPES {
+            for x_vec4 in [false, true] {
+                for tokens in 1..=GEMV_MAX_TOKENS as u32 {
+                    v.push(Kernel::Gemv { dtype, tokens, x_vec4 });
+                }
+                v.push(Kernel::Gemm { dtype, x_vec4 });
+            }
+            v.push(Kernel::Embed { dtype });
+        }
+        v.extend([
+            Kernel::RmsNorm,
+            Kernel::SiluMul,
+            Kernel::Add,
+            Kernel::Copy,
+            Kernel::CopyWithin,
+            Kernel::GatherRows,
+            Kernel::Argmax,
+            Kernel::RopeStoreKv,
+            Kernel::Attention,
+        ]);
+        v
+    }
+
+    /// Whether the source differs with subgroups (both variants need checking).
+    pub fn has_subgroup_variant(&self) -> bool {
+        self.reduces()
+    }
+}
