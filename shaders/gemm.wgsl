@@ -2,7 +2,7 @@
 // A workgroup computes a 64-token × 64-row tile; per step of 32 columns it dequantizes 64 weight
 // units and loads 64×32 activations into workgroup memory, then each invocation accumulates a 4×4
 // block of the tile (4 consecutive tokens × 4 consecutive rows: two vec4 reads of workgroup
-// memory per 16 multiply-adds). Included before this file: a weight format (`load_unit`) and `load_x`.
+// memory per 16 multiply-adds). Included before this file: a weight format (`load_unit`) and `load_x4`.
 struct Params {
     rows: u32,       // weight rows in this chunk
     cols: u32,       // weight columns (= x row length)

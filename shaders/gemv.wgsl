@@ -16,30 +16,29 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-const NR: u32 = @NR@u;
+const NR: u32 = 4u; // rows per workgroup: the four lanes of acc[t]
 const T: u32 = @T@u;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32 @SG_PARAMS@) {
     let ln = lanes(lid @SG_ARGS@);
     let r0 = (wid.x + wid.y * p.groups_x) * NR;
-    var acc: array<f32, NR * T>;
+    var acc: array<vec4<f32>, T>; // acc[t][r]
+    let rl = p.rows - 1u;
+    let rows = vec4<u32>(min(r0, rl), min(r0 + 1u, rl), min(r0 + 2u, rl), min(r0 + 3u, rl));
     for (var u = lid; u < p.upr; u += WG) {
-        for (var r = 0u; r < NR; r++) {
-            let w = load_unit(min(r0 + r, p.rows - 1u), u, p.upr);
-            for (var t = 0u; t < T; t++) {
-                let xv = load_x(t, u, p.cols);
-                var s = vec4<f32>(0.0);
-                for (var i = 0u; i < 8u; i++) {
-                    s = fma(w[i], xv[i], s);
-                }
-                acc[r * T + t] += (s.x + s.y) + (s.z + s.w);
-            }
+        for (var t = 0u; t < T; t++) {
+            acc[t] += vec4<f32>(
+                dot_unit(rows.x, u, p.upr, t, p.cols),
+                dot_unit(rows.y, u, p.upr, t, p.cols),
+                dot_unit(rows.z, u, p.upr, t, p.cols),
+                dot_unit(rows.w, u, p.upr, t, p.cols),
+            );
         }
     }
     for (var r = 0u; r < NR; r++) {
         for (var t = 0u; t < T; t++) {
-            let total = reduce_sum(acc[r * T + t], ln);
+            let total = reduce_sum(acc[t][r], ln);
             let row = r0 + r;
             if lid == 0u && row < p.rows {
                 let o = t * p.out_stride + p.row0 + row;

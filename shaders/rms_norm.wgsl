@@ -14,12 +14,18 @@ struct Params {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32 @SG_PARAMS@) {
     let ln = lanes(lid @SG_ARGS@);
     let base = (wid.x + wid.y * p.groups_x) * p.dim;
-    var ss = 0.0;
-    for (var j = lid; j < p.dim; j += WG) {
-        let v = x[base + j];
+    // Four independent loads per iteration: a single workgroup per row is latency-bound.
+    var ss = vec4<f32>(0.0);
+    var j = lid;
+    for (; j + 3u * WG < p.dim; j += 4u * WG) {
+        let v = vec4<f32>(x[base + j], x[base + j + WG], x[base + j + 2u * WG], x[base + j + 3u * WG]);
         ss = fma(v, v, ss);
     }
-    let total = reduce_sum(ss, ln);
+    for (; j < p.dim; j += WG) {
+        let v = x[base + j];
+        ss.x = fma(v, v, ss.x);
+    }
+    let total = reduce_sum((ss.x + ss.y) + (ss.z + ss.w), ln);
     let inv = 1.0 / sqrt(total / f32(p.dim) + p.eps);
     for (var j = lid; j < p.dim; j += WG) {
         out[base + j] = w[j] * (x[base + j] * inv);

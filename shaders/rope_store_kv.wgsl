@@ -1,12 +1,13 @@
 // Rotary embedding and the KV-cache store, for the n step tokens: rotate-half RoPE of the q and k
 // heads of each fused qkv row (angle = position · inv_freq[i], as an f32 product like torch), rotated
-// queries into q_out, rotated keys and plain values into this layer's cache rows. One workgroup per
-// token. Included before this file: lib/step.wgsl.
+// queries into q_out, rotated keys and plain values into this layer's cache rows. One invocation per
+// element of a token (a rotated pair or a value), 64 per workgroup. Included before this file: lib/step.wgsl.
 struct Params {
     heads: u32,
     kv_heads: u32,
     head_dim: u32,
     block_size: u32,
+    per_token: u32, // workgroups per token
     groups_x: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -40,7 +41,9 @@ fn cos_sin(a: f32) -> vec2<f32> {
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = wid.x + wid.y * p.groups_x;
+    let id = wid.x + wid.y * p.groups_x;
+    let i = id / p.per_token;
+    let e = (id % p.per_token) * 64u + lid;
     let hd = p.head_dim;
     let half = hd / 2u;
     let qw = p.heads * hd;
@@ -49,7 +52,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let pos = step_position(i);
     let cache = kv_row(step_seq(i), pos, p.block_size) * kw;
     let pairs = (p.heads + p.kv_heads) * half;
-    for (var e = lid; e < pairs + kw; e += 64u) {
+    if e < pairs + kw {
         if e < pairs {
             let h = e / half;
             let d = e % half;

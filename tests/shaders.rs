@@ -18,7 +18,8 @@ fn check(k: &Kernel, subgroups: bool) -> Result<(), String> {
         .map_err(|e| format!("validation: {}", e.emit_to_string(&src)))?;
     let ep = k.entry().to_string();
 
-    let spv_pipeline = spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: ep.clone() };
+    let spv_pipeline =
+        spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: ep.clone() };
     let words = spv::write_vec(&module, &info, &spv::Options::default(), Some(&spv_pipeline))
         .map_err(|e| format!("SPIR-V: {e}"))?;
     if words.first() != Some(&0x0723_0203) {
@@ -26,8 +27,10 @@ fn check(k: &Kernel, subgroups: bool) -> Result<(), String> {
     }
 
     let msl_opts = msl::Options { lang_version: (2, 4), ..Default::default() };
-    let msl_pipeline =
-        msl::PipelineOptions { entry_point: Some((naga::ShaderStage::Compute, ep.clone())), ..Default::default() };
+    let msl_pipeline = msl::PipelineOptions {
+        entry_point: Some((naga::ShaderStage::Compute, ep.clone())),
+        ..Default::default()
+    };
     let (metal, _) =
         msl::write_string(&module, &info, &msl_opts, &msl_pipeline).map_err(|e| format!("MSL: {e}"))?;
     if !metal.contains("kernel void") {

@@ -17,3 +17,23 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
     }
     return o;
 }
+
+// Σ of the 32 weights of unit `u` of row `row` times the matching activations of token `t`
+// (`load_x4`), without staging the unit in an array (gemv keeps everything in registers).
+fn dot_unit(row: u32, u: u32, upr: u32, t: u32, cols: u32) -> f32 {
+    let base = (row * upr + u) * 4u;
+    var s = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let w = wq[base + i];
+        s = fma(vec4<f32>(bf16x2(w.x), bf16x2(w.y)), load_x4(t, u, 2u * i, cols), s);
+        s = fma(vec4<f32>(bf16x2(w.z), bf16x2(w.w)), load_x4(t, u, 2u * i + 1u, cols), s);
+    }
+    return (s.x + s.y) + (s.z + s.w);
+}
+
+// Weights 4i .. 4i + 4 of unit `u` of row `row` (i < 8).
+fn load_w4(row: u32, u: u32, upr: u32, i: u32) -> vec4<f32> {
+    let w = wq[(row * upr + u) * 4u + i / 2u];
+    let h = select(w.xy, w.zw, (i & 1u) == 1u);
+    return vec4<f32>(bf16x2(h.x), bf16x2(h.y));
+}

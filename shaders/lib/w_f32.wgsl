@@ -10,3 +10,19 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
     }
     return o;
 }
+
+// Σ of the 32 weights of unit `u` of row `row` times the matching activations of token `t`
+// (`load_x4`), without staging the unit in an array (gemv keeps everything in registers).
+fn dot_unit(row: u32, u: u32, upr: u32, t: u32, cols: u32) -> f32 {
+    let base = (row * upr + u) * 8u;
+    var s = vec4<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        s = fma(bitcast<vec4<f32>>(wq[base + i]), load_x4(t, u, i, cols), s);
+    }
+    return (s.x + s.y) + (s.z + s.w);
+}
+
+// Weights 4i .. 4i + 4 of unit `u` of row `row` (i < 8).
+fn load_w4(row: u32, u: u32, upr: u32, i: u32) -> vec4<f32> {
+    return bitcast<vec4<f32>>(wq[(row * upr + u) * 8u + i]);
+}

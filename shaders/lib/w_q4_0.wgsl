@@ -26,3 +26,28 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
     o[7] = fma(nib4(q.w, 4u), vec4<f32>(d), m);
     return o;
 }
+
+// Σ of the 32 weights of block `u` of row `row` times the matching activations of token `t`
+// (`load_x4`): nibbles times activations first, then d·(Σ q·x − 8·Σ x).
+fn dot_unit(row: u32, u: u32, upr: u32, t: u32, cols: u32) -> f32 {
+    let b = row * upr + u;
+    let q = wq[b];
+    var qx = vec4<f32>(0.0);
+    var sx = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let lo = load_x4(t, u, i, cols);
+        let hi = load_x4(t, u, i + 4u, cols);
+        qx = fma(nib4(q[i], 0u), lo, qx);
+        qx = fma(nib4(q[i], 4u), hi, qx);
+        sx += lo + hi;
+    }
+    let d = unpack2x16float(ws[b >> 1u])[b & 1u];
+    return d * (((qx.x + qx.y) + (qx.z + qx.w)) - 8.0 * ((sx.x + sx.y) + (sx.z + sx.w)));
+}
+
+// Weights 4i .. 4i + 4 of block `u` of row `row` (i < 8).
+fn load_w4(row: u32, u: u32, upr: u32, i: u32) -> vec4<f32> {
+    let b = row * upr + u;
+    let d = unpack2x16float(ws[b >> 1u])[b & 1u];
+    return fma(nib4(wq[b][i % 4u], (i / 4u) * 4u), vec4<f32>(d), vec4<f32>(-8.0 * d));
+}

@@ -26,3 +26,27 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
     o[7] = d * i8x4(q1.w);
     return o;
 }
+
+// Σ of the 32 weights of block `u` of row `row` times the matching activations of token `t`
+// (`load_x4`): integer quants times activations first, the scale once.
+fn dot_unit(row: u32, u: u32, upr: u32, t: u32, cols: u32) -> f32 {
+    let b = row * upr + u;
+    let q0 = wq[2u * b];
+    let q1 = wq[2u * b + 1u];
+    var s = i8x4(q0.x) * load_x4(t, u, 0u, cols);
+    s = fma(i8x4(q0.y), load_x4(t, u, 1u, cols), s);
+    s = fma(i8x4(q0.z), load_x4(t, u, 2u, cols), s);
+    s = fma(i8x4(q0.w), load_x4(t, u, 3u, cols), s);
+    s = fma(i8x4(q1.x), load_x4(t, u, 4u, cols), s);
+    s = fma(i8x4(q1.y), load_x4(t, u, 5u, cols), s);
+    s = fma(i8x4(q1.z), load_x4(t, u, 6u, cols), s);
+    s = fma(i8x4(q1.w), load_x4(t, u, 7u, cols), s);
+    return unpack2x16float(ws[b >> 1u])[b & 1u] * ((s.x + s.y) + (s.z + s.w));
+}
+
+// Weights 4i .. 4i + 4 of block `u` of row `row` (i < 8).
+fn load_w4(row: u32, u: u32, upr: u32, i: u32) -> vec4<f32> {
+    let b = row * upr + u;
+    let d = unpack2x16float(ws[b >> 1u])[b & 1u];
+    return d * i8x4(wq[2u * b + i / 4u][i % 4u]);
+}

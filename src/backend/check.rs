@@ -49,13 +49,20 @@ pub fn weight_parts(parts: &[HostTensor], bias: Option<&[f32]>) -> Result<Weight
         if p.dtype != dtype || c != cols {
             return Err(invalid(
                 op,
-                format!("tensor {} is {} [{r}, {c}] but {} is {dtype} [.., {cols}]", p.name, p.dtype, first.name),
+                format!(
+                    "tensor {} is {} [{r}, {c}] but {} is {dtype} [.., {cols}]",
+                    p.name, p.dtype, first.name
+                ),
             ));
         }
         if !c.is_multiple_of(dtype.block_elems()) {
             return Err(invalid(
                 op,
-                format!("tensor {} has rows of {c}, not whole {dtype} blocks of {}", p.name, dtype.block_elems()),
+                format!(
+                    "tensor {} has rows of {c}, not whole {dtype} blocks of {}",
+                    p.name,
+                    dtype.block_elems()
+                ),
             ));
         }
         if r.checked_mul(c).and_then(|n| dtype.bytes_for(n)) != Some(p.bytes.len()) {
@@ -97,7 +104,10 @@ pub fn attention_args(
         ));
     }
     if shape.heads == 0 || shape.kv_heads == 0 || !shape.heads.is_multiple_of(shape.kv_heads) {
-        return Err(invalid(op, format!("{} heads is not a multiple of {} kv heads", shape.heads, shape.kv_heads)));
+        return Err(invalid(
+            op,
+            format!("{} heads is not a multiple of {} kv heads", shape.heads, shape.kv_heads),
+        ));
     }
     if shape.head_dim == 0 || !shape.head_dim.is_multiple_of(2) {
         return Err(invalid(op, format!("head_dim {} is not even and positive", shape.head_dim)));

@@ -314,6 +314,12 @@ pub trait Backend: Send {
     fn download(&mut self, buf: BufId, out: &mut [f32]) -> Result<()>;
     /// Waits for the recorded work and copies `out.len()` u32 elements from the start of `buf`.
     fn download_u32(&mut self, buf: BufId, out: &mut [u32]) -> Result<()>;
+
+    /// Time per kernel since the last report, where the backend was asked to profile
+    /// (`PRISM_PROFILE=1`); `None` otherwise.
+    fn profile_report(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// A backend selectable with `--backend`.

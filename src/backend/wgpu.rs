@@ -9,6 +9,7 @@
 
 mod device;
 pub mod kernels;
+mod profile;
 mod weights;
 
 use std::collections::HashMap;
@@ -18,8 +19,8 @@ use self::kernels::{Access, GEMM_TILE, GEMV_MAX_TOKENS, GEMV_ROWS, Kernel};
 use self::weights::RowLayout;
 use super::check::{self, distinct, invalid, mul};
 use super::{
-    AttnShape, Backend, BackendError, BackendInfo, BufId, DType, HostTensor, KvId, KvSpec, MatmulMode, Result,
-    StepBatch, WeightId,
+    AttnShape, Backend, BackendError, BackendInfo, BufId, DType, HostTensor, KvId, KvSpec, MatmulMode,
+    Result, StepBatch, WeightId,
 };
 
 pub use self::device::probe;
@@ -100,6 +101,7 @@ pub struct WgpuBackend {
     layouts: HashMap<&'static [(u32, Access)], (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: HashMap<Kernel, usize>,
     pipeline_list: Vec<wgpu::ComputePipeline>,
+    pipeline_names: Vec<String>,
     /// Bind groups by (pipeline, buffers bound 1..).
     bind_groups: HashMap<(usize, Vec<u32>), usize>,
     bind_group_list: Vec<wgpu::BindGroup>,
@@ -118,6 +120,8 @@ pub struct WgpuBackend {
     max_binding: u64,
     /// Largest weight chunk: `max_binding`, or a test's smaller limit.
     chunk_bytes: u64,
+    /// GPU time per kernel when profiling (`PRISM_PROFILE=1`): timestamps around every dispatch.
+    profiler: Option<profile::Profiler>,
 }
 
 fn device_error(detail: impl Into<String>) -> BackendError {
@@ -142,7 +146,8 @@ impl WgpuBackend {
     /// As [`WgpuBackend::new`], with [`WgpuOptions`] (for tests: smaller chunks, no subgroups).
     pub fn with_options(device: usize, opts: WgpuOptions) -> Result<WgpuBackend> {
         let max_binding = opts.max_chunk_bytes;
-        let mut gpu = device::open(device)?;
+        let profiling = std::env::var("PRISM_PROFILE").as_deref() == Ok("1");
+        let mut gpu = device::open(device, profiling)?;
         gpu.subgroups &= opts.subgroups;
         let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
         let mut b = WgpuBackend {
@@ -154,6 +159,7 @@ impl WgpuBackend {
             layouts: HashMap::new(),
             pipelines: HashMap::new(),
             pipeline_list: Vec::new(),
+            pipeline_names: Vec::new(),
             bind_groups: HashMap::new(),
             bind_group_list: Vec::new(),
             params: 0,
@@ -167,7 +173,11 @@ impl WgpuBackend {
             staging: None,
             max_binding: limit & !15,
             chunk_bytes: (max_binding.min(limit) & !15).max(16),
+            profiler: None,
         };
+        if profiling {
+            b.profiler = profile::Profiler::new(&b.gpu, 2048);
+        }
         let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
         b.params = b.create(SLOT * SLOTS, usage, "parameters")?;
         b.dummy = b.create(16, wgpu::BufferUsages::STORAGE, "placeholder")?;
@@ -183,7 +193,13 @@ impl WgpuBackend {
     }
 
     /// As [`Self::create`], with `data` at the start of the buffer before the GPU sees it.
-    fn create_with(&mut self, bytes: u64, usage: wgpu::BufferUsages, what: &str, data: Option<&[u8]>) -> Result<u32> {
+    fn create_with(
+        &mut self,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+        what: &str,
+        data: Option<&[u8]>,
+    ) -> Result<u32> {
         let size = bytes.max(16).div_ceil(16) * 16;
         if size > self.gpu.limits.max_buffer_size {
             return Err(BackendError::OutOfMemory {
@@ -203,7 +219,11 @@ impl WgpuBackend {
             mapped_at_creation: data.is_some(),
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(BackendError::OutOfMemory { backend: "wgpu".into(), bytes: size, what: format!("{what}: {e}") });
+            return Err(BackendError::OutOfMemory {
+                backend: "wgpu".into(),
+                bytes: size,
+                what: format!("{what}: {e}"),
+            });
         }
         self.check_errors()?;
         if let Some(d) = data {
@@ -239,10 +259,14 @@ impl WgpuBackend {
     }
 
     fn act(&self, op: &'static str, name: &str, id: BufId, len: usize, elem: Elem) -> Result<u32> {
-        let a = self.acts.get(id.0 as usize).ok_or_else(|| invalid(op, format!("unknown buffer {}", id.0)))?;
+        let a =
+            self.acts.get(id.0 as usize).ok_or_else(|| invalid(op, format!("unknown buffer {}", id.0)))?;
         let kind = |e| if e == Elem::F32 { "f32" } else { "u32" };
         if a.elem != elem {
-            return Err(invalid(op, format!("{name} (buffer {}) is {}, not {}", id.0, kind(a.elem), kind(elem))));
+            return Err(invalid(
+                op,
+                format!("{name} (buffer {}) is {}, not {}", id.0, kind(a.elem), kind(elem)),
+            ));
         }
         if a.len < len {
             return Err(invalid(op, format!("{name} (buffer {}) has {} elements, needs {len}", id.0, a.len)));
@@ -264,7 +288,10 @@ impl WgpuBackend {
             return Err(BackendError::OutOfMemory {
                 backend: "wgpu".into(),
                 bytes,
-                what: format!("a buffer of {len} elements (the device binds at most {} bytes)", self.max_binding),
+                what: format!(
+                    "a buffer of {len} elements (the device binds at most {} bytes)",
+                    self.max_binding
+                ),
             });
         }
         let gpu = self.create_with(bytes, storage_usage(), "activations", data.map(bytemuck::cast_slice))?;
@@ -300,8 +327,10 @@ impl WgpuBackend {
                 },
                 count: None,
             }));
-            let bgl =
-                dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
+            let bgl = dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: None,
+                entries: &entries,
+            });
             let pl = dev.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: None,
                 bind_group_layouts: &[Some(&bgl)],
@@ -327,6 +356,7 @@ impl WgpuBackend {
             return Err(device_error(format!("kernel {name} does not build on this device: {e}")));
         }
         self.pipeline_list.push(pipeline);
+        self.pipeline_names.push(name);
         let idx = self.pipeline_list.len() - 1;
         self.pipelines.insert(k, idx);
         Ok(idx)
@@ -335,7 +365,14 @@ impl WgpuBackend {
     /// Records one dispatch of `k` over `groups` workgroups (a 2-D grid when one dimension is not
     /// enough; kernels read `groups_x`), binding `bufs` (GPU buffer ids) to `k.bindings()` in order.
     /// `params` are the kernel's parameter words; `groups_x` is appended when `append_groups_x`.
-    fn dispatch(&mut self, k: Kernel, bufs: &[u32], params: &[u32], groups: u64, append_groups_x: bool) -> Result<()> {
+    fn dispatch(
+        &mut self,
+        k: Kernel,
+        bufs: &[u32],
+        params: &[u32],
+        groups: u64,
+        append_groups_x: bool,
+    ) -> Result<()> {
         let max = self.gpu.limits.max_compute_workgroups_per_dimension as u64;
         let gx = groups.clamp(1, max);
         let gy = groups.div_ceil(gx);
@@ -353,7 +390,8 @@ impl WgpuBackend {
         if grid.0 == 0 || grid.1 == 0 {
             return Ok(());
         }
-        if self.recorded.len() as u64 >= SLOTS {
+        let cap = if self.profiler.is_some() { 2048 } else { SLOTS };
+        if self.recorded.len() as u64 >= cap {
             self.flush()?;
         }
         let pipeline = self.pipeline(k)?;
@@ -403,16 +441,32 @@ impl WgpuBackend {
         }
         let g = &self.gpu;
         g.queue.write_buffer(&self.buffers[self.params as usize], 0, &self.param_bytes);
-        let mut enc = g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        let mut enc =
+            g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-            for d in &self.recorded {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            for (i, d) in self.recorded.iter().enumerate() {
                 pass.set_pipeline(&self.pipeline_list[d.pipeline]);
                 pass.set_bind_group(0, &self.bind_group_list[d.bind_group], &[d.slot * SLOT as u32]);
+                if let Some(p) = &self.profiler {
+                    p.before(&mut pass, i as u32);
+                }
                 pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
+                if let Some(p) = &self.profiler {
+                    p.after(&mut pass, i as u32);
+                }
             }
         }
+        if let Some(p) = &self.profiler {
+            p.resolve(&mut enc, self.recorded.len() as u32);
+        }
         g.queue.submit([enc.finish()]);
+        if let Some(p) = &mut self.profiler {
+            let names: Vec<&str> =
+                self.recorded.iter().map(|d| self.pipeline_names[d.pipeline].as_str()).collect();
+            p.collect(g, &names);
+        }
         self.recorded.clear();
         self.param_bytes.clear();
         self.check_errors()
@@ -436,7 +490,8 @@ impl WgpuBackend {
         }
         let g = &self.gpu;
         let staging = &self.staging.as_ref().expect("staging buffer made above").0;
-        let mut enc = g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
+        let mut enc =
+            g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
         enc.copy_buffer_to_buffer(&self.buffers[src as usize], 0, staging, 0, size);
         g.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -491,18 +546,37 @@ impl WgpuBackend {
     }
 
     /// The cache `kv` checked for `layer`, `shape` and the step's first `n` tokens.
-    fn kv_for(&self, op: &'static str, kv: KvId, layer: usize, shape: &AttnShape, n: usize) -> Result<(KvSpec, u32, u32)> {
-        let cache = self.kvs.get(kv.0 as usize).ok_or_else(|| invalid(op, format!("unknown kv cache {}", kv.0)))?;
+    fn kv_for(
+        &self,
+        op: &'static str,
+        kv: KvId,
+        layer: usize,
+        shape: &AttnShape,
+        n: usize,
+    ) -> Result<(KvSpec, u32, u32)> {
+        let cache =
+            self.kvs.get(kv.0 as usize).ok_or_else(|| invalid(op, format!("unknown kv cache {}", kv.0)))?;
         check::attention_args(op, &cache.spec, layer, shape, n, &self.step)?;
         if self.step_kv != Some(cache.spec) {
             self.step.validate(Some(&cache.spec))?;
         }
         if shape.head_dim > 256 {
-            return Err(invalid(op, format!("head_dim {} > 256 is not supported by the wgpu kernels", shape.head_dim)));
+            return Err(invalid(
+                op,
+                format!("head_dim {} > 256 is not supported by the wgpu kernels", shape.head_dim),
+            ));
         }
         let (k, v) = cache.layers[layer];
         Ok((cache.spec, k, v))
     }
+}
+
+/// A tensor of a dtype without kernels, as f16 (every K-quant value is an f16 times a small integer
+/// scale product, so f16 keeps it to within its rounding).
+fn widen_to_f16(t: &HostTensor) -> Result<HostTensor> {
+    let bytes: Vec<u8> = t.to_f32_vec().iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+    HostTensor::new(&t.name, DType::F16, t.shape.clone(), super::HostBytes::Owned(bytes.into()))
+        .ok_or_else(|| invalid("upload_weight", format!("tensor {} cannot be widened to f16", t.name)))
 }
 
 fn storage_usage() -> wgpu::BufferUsages {
@@ -512,7 +586,10 @@ fn storage_usage() -> wgpu::BufferUsages {
 impl Backend for WgpuBackend {
     fn info(&self) -> BackendInfo {
         let reduce = if self.gpu.subgroups { "subgroup" } else { "workgroup" };
-        BackendInfo { backend: "wgpu".into(), device: format!("{} [{reduce} reductions]", self.gpu.description) }
+        BackendInfo {
+            backend: "wgpu".into(),
+            device: format!("{} [{reduce} reductions]", self.gpu.description),
+        }
     }
 
     fn alloc(&mut self, len: usize) -> Result<BufId> {
@@ -530,11 +607,11 @@ impl Backend for WgpuBackend {
     fn upload_weight(&mut self, parts: &[HostTensor], bias: Option<&[f32]>) -> Result<WeightId> {
         let shape = check::weight_parts(parts, bias)?;
         if !kernels::supports(shape.dtype) {
-            return Err(BackendError::UnsupportedDType {
-                backend: "wgpu".into(),
-                dtype: shape.dtype.name().into(),
-                tensor: shape.name,
-            });
+            // K-quants (llama.cpp's q4_0/q4_1 files keep the output matrix in Q6_K) have no kernels
+            // yet: they are widened to f16, exact for their values, at the cost of bandwidth.
+            let widened: Vec<HostTensor> = parts.iter().map(widen_to_f16).collect::<Result<_>>()?;
+            tracing::info!("wgpu: {} stored as f16 ({} has no kernel)", shape.name, shape.dtype);
+            return self.upload_weight(&widened, bias);
         }
         let (dtype, cols) = (shape.dtype, shape.cols);
         let lay = RowLayout::new(dtype, cols);
@@ -550,7 +627,11 @@ impl Backend for WgpuBackend {
             for (p, &pr) in parts.iter().zip(&shape.part_rows) {
                 let (lo, hi) = (row0.max(start), (row0 + rows).min(start + pr));
                 if lo < hi {
-                    pieces.push((&p.bytes[(lo - start) * host_row..(hi - start) * host_row], hi - lo, lo - row0));
+                    pieces.push((
+                        &p.bytes[(lo - start) * host_row..(hi - start) * host_row],
+                        hi - lo,
+                        lo - row0,
+                    ));
                 }
                 start += pr;
             }
@@ -569,7 +650,12 @@ impl Backend for WgpuBackend {
             row0 += rows;
         }
         let bias = match bias {
-            Some(b) => Some(self.create_with(b.len() as u64 * 4, storage_usage(), "bias", Some(bytemuck::cast_slice(b)))?),
+            Some(b) => Some(self.create_with(
+                b.len() as u64 * 4,
+                storage_usage(),
+                "bias",
+                Some(bytemuck::cast_slice(b)),
+            )?),
             None => None,
         };
         let id = u32_of("upload_weight", self.weights.len())?;
@@ -596,7 +682,10 @@ impl Backend for WgpuBackend {
             return Err(BackendError::OutOfMemory {
                 backend: "wgpu".into(),
                 bytes,
-                what: format!("one layer of the KV cache (the device binds at most {} bytes)", self.max_binding),
+                what: format!(
+                    "one layer of the KV cache (the device binds at most {} bytes)",
+                    self.max_binding
+                ),
             });
         }
         let mut layers = Vec::with_capacity(spec.layers);
@@ -636,7 +725,8 @@ impl Backend for WgpuBackend {
             return Err(invalid(op, format!("token {tok} >= {rows} rows of {}", t.name)));
         }
         let o = self.f32s(op, "out", out, len)?;
-        let chunks: Vec<(usize, usize, u32, u32)> = t.chunks.iter().map(|c| (c.row0, c.rows, c.q, c.s)).collect();
+        let chunks: Vec<(usize, usize, u32, u32)> =
+            t.chunks.iter().map(|c| (c.row0, c.rows, c.q, c.s)).collect();
         for (row0, crow, q, s) in chunks {
             let p = [crow, cols, units, row0, n].map(|v| v as u32);
             let groups = (n * units).div_ceil(64) as u64;
@@ -645,7 +735,15 @@ impl Backend for WgpuBackend {
         Ok(())
     }
 
-    fn rms_norm(&mut self, x: BufId, weight: BufId, out: BufId, rows: usize, dim: usize, eps: f32) -> Result<()> {
+    fn rms_norm(
+        &mut self,
+        x: BufId,
+        weight: BufId,
+        out: BufId,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+    ) -> Result<()> {
         let op = "rms_norm";
         distinct(op, x, out)?;
         distinct(op, weight, out)?;
@@ -674,7 +772,8 @@ impl Backend for WgpuBackend {
         u32_of(op, ol.max(xl))?;
         let x_vec4 = cols.is_multiple_of(4);
         let accumulate = (mode == MatmulMode::Accumulate) as u32;
-        let chunks: Vec<(usize, usize, u32, u32)> = wt.chunks.iter().map(|c| (c.row0, c.rows, c.q, c.s)).collect();
+        let chunks: Vec<(usize, usize, u32, u32)> =
+            wt.chunks.iter().map(|c| (c.row0, c.rows, c.q, c.s)).collect();
         let bias_buf = bias.unwrap_or(self.dummy);
         for (row0, crow, q, s) in chunks {
             let bufs = [q, s, bias_buf, xb, ob];
@@ -690,7 +789,12 @@ impl Backend for WgpuBackend {
                     return Err(invalid(op, format!("{rows} tokens × {crow} rows exceed the device's grid")));
                 }
                 let p = [&p[..], &[rows as u32]].concat();
-                self.dispatch_grid(Kernel::Gemm { dtype, x_vec4 }, &bufs, &p, (grid.0 as u32, grid.1 as u32))?;
+                self.dispatch_grid(
+                    Kernel::Gemm { dtype, x_vec4 },
+                    &bufs,
+                    &p,
+                    (grid.0 as u32, grid.1 as u32),
+                )?;
             }
         }
         Ok(())
@@ -713,11 +817,22 @@ impl Backend for WgpuBackend {
         let qb = self.f32s(op, "qkv", qkv, mul(op, n, shape.qkv_width())?)?;
         let fb = self.f32s(op, "inv_freq", inv_freq, shape.head_dim / 2)?;
         let ob = self.f32s(op, "q_out", q_out, mul(op, n, shape.q_width())?)?;
-        let p = [shape.heads, shape.kv_heads, shape.head_dim, spec.block_size].map(|v| v as u32);
-        self.dispatch(Kernel::RopeStoreKv, &[qb, fb, self.step_buf, ob, k, v], &p, n as u64, true)
+        let elems = (shape.heads + shape.kv_heads) * shape.head_dim / 2 + shape.kv_width();
+        let per_token = elems.div_ceil(kernels::ROPE_WG as usize);
+        let p = [shape.heads, shape.kv_heads, shape.head_dim, spec.block_size, per_token].map(|v| v as u32);
+        let groups = mul(op, n, per_token)? as u64;
+        self.dispatch(Kernel::RopeStoreKv, &[qb, fb, self.step_buf, ob, k, v], &p, groups, true)
     }
 
-    fn attention(&mut self, q: BufId, kv: KvId, layer: usize, out: BufId, shape: AttnShape, n: usize) -> Result<()> {
+    fn attention(
+        &mut self,
+        q: BufId,
+        kv: KvId,
+        layer: usize,
+        out: BufId,
+        shape: AttnShape,
+        n: usize,
+    ) -> Result<()> {
         let op = "attention";
         distinct(op, q, out)?;
         let (spec, k, v) = self.kv_for(op, kv, layer, &shape, n)?;
@@ -794,6 +909,10 @@ impl Backend for WgpuBackend {
 
     fn submit(&mut self) -> Result<()> {
         self.flush()
+    }
+
+    fn profile_report(&mut self) -> Option<String> {
+        self.profiler.as_mut().map(|p| p.report())
     }
 
     fn download(&mut self, buf: BufId, out: &mut [f32]) -> Result<()> {

@@ -110,6 +110,9 @@ fn run_tests(
             }
             progress(&format!("{test} rep {rep}/{}", cfg.reps));
         }
+        if let Some(r) = engine.backend.profile_report() {
+            eprintln!("profile of {test} (all repetitions):\n{r}");
+        }
         out.push(BenchResult::from_samples(test, cfg.n_prompt, 0, samples));
     }
     if cfg.n_gen > 0 {
@@ -130,6 +133,9 @@ fn run_tests(
                 samples.push(cfg.n_gen as f64 / secs);
             }
             progress(&format!("{test} rep {rep}/{}", cfg.reps));
+        }
+        if let Some(r) = engine.backend.profile_report() {
+            eprintln!("profile of {test} (all repetitions):\n{r}");
         }
         out.push(BenchResult::from_samples(test, 0, cfg.n_gen, samples));
     }

@@ -1,7 +1,9 @@
 //! The argument-error part of the op table (`ops.rs`): wrong lengths, unknown ids, aliasing and
 //! inconsistent shapes must give `InvalidArgument` on every backend.
 
-use prism::backend::{AttnShape, Backend, BackendError, BufId, DType, HostBytes, HostTensor, KvSpec, MatmulMode, StepBatch};
+use prism::backend::{
+    AttnShape, Backend, BackendError, BufId, DType, HostBytes, HostTensor, KvSpec, MatmulMode, StepBatch,
+};
 
 use super::{BResult, make_weight, rng};
 

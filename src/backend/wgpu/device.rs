@@ -76,6 +76,7 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub description: String,
     pub subgroups: bool,
+    pub features: wgpu::Features,
     pub limits: wgpu::Limits,
     /// Errors the device reported outside an explicit check (validation, out of memory), oldest
     /// first; the backend turns them into `BackendError`s at its next call.
@@ -86,7 +87,7 @@ pub struct Gpu {
 
 /// Opens adapter `index` of [`adapters`] with its own limits and the optional features the kernels
 /// use (subgroups, f16).
-pub fn open(index: usize) -> Result<Gpu> {
+pub fn open(index: usize, timestamps: bool) -> Result<Gpu> {
     let list = adapters();
     if list.is_empty() {
         return Err(unavailable(no_adapter()));
@@ -97,7 +98,10 @@ pub fn open(index: usize) -> Result<Gpu> {
         .nth(index)
         .ok_or_else(|| unavailable(format!("there are {n} adapters, no device {index}")))?;
     let description = describe(&adapter);
-    let wanted = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
+    let mut wanted = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
+    if timestamps {
+        wanted |= wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+    }
     let features = adapter.features() & wanted;
     let limits = adapter.limits();
     let desc = wgpu::DeviceDescriptor {
@@ -127,6 +131,7 @@ pub fn open(index: usize) -> Result<Gpu> {
         queue,
         description,
         subgroups: features.contains(wgpu::Features::SUBGROUP),
+        features,
         limits,
         errors,
         lost,

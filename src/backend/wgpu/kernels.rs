@@ -19,8 +19,12 @@ pub enum Access {
 pub const GEMV_MAX_TOKENS: usize = 8;
 /// Weight rows per gemv workgroup.
 pub const GEMV_ROWS: u32 = 4;
-/// Invocations of the reducing kernels (gemv, rms_norm).
-pub const REDUCE_WG: u32 = 128;
+/// Invocations of a gemv workgroup.
+pub const REDUCE_WG: u32 = 64;
+/// Invocations of an rms_norm workgroup (one row each).
+pub const NORM_WG: u32 = 256;
+/// Invocations per RoPE workgroup (each handles one element of one token).
+pub const ROPE_WG: u32 = 64;
 /// Tokens and weight rows of one GEMM tile.
 pub const GEMM_TILE: u32 = 64;
 
@@ -28,10 +32,19 @@ pub const GEMM_TILE: u32 = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// Matrix-vector product of `tokens` (1..=8) rows; `x_vec4` when x rows are multiples of 4.
-    Gemv { dtype: DType, tokens: u32, x_vec4: bool },
+    Gemv {
+        dtype: DType,
+        tokens: u32,
+        x_vec4: bool,
+    },
     /// Tiled matrix product.
-    Gemm { dtype: DType, x_vec4: bool },
-    Embed { dtype: DType },
+    Gemm {
+        dtype: DType,
+        x_vec4: bool,
+    },
+    Embed {
+        dtype: DType,
+    },
     RmsNorm,
     SiluMul,
     Add,
@@ -78,7 +91,9 @@ impl Kernel {
             Kernel::Gemv { dtype, tokens, x_vec4 } => {
                 format!("gemv_{}_t{tokens}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
             }
-            Kernel::Gemm { dtype, x_vec4 } => format!("gemm_{}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" }),
+            Kernel::Gemm { dtype, x_vec4 } => {
+                format!("gemm_{}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
+            }
             Kernel::Embed { dtype } => format!("embed_{}", dtype.name()),
             other => format!("{other:?}").to_lowercase(),
         }
@@ -118,7 +133,8 @@ impl Kernel {
         let mut s = String::new();
         let sg = subgroups && self.reduces();
         if self.reduces() {
-            s.push_str(&format!("const WG: u32 = {REDUCE_WG}u;\n"));
+            let wg = if matches!(self, Kernel::RmsNorm) { NORM_WG } else { REDUCE_WG };
+            s.push_str(&format!("const WG: u32 = {wg}u;\n"));
             s.push_str(if sg { REDUCE_SUBGROUP } else { REDUCE_WORKGROUP });
         }
         match self {
@@ -127,7 +143,9 @@ impl Kernel {
                 s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
             }
             Kernel::Embed { dtype } => {
+                // X_SCALAR only defines `load_x4` for the weight library's gemv helper.
                 s.push_str(weight_lib(*dtype));
+                s.push_str(X_SCALAR);
                 s.push_str(STEP_LIB);
             }
             Kernel::GatherRows | Kernel::RopeStoreKv | Kernel::Attention => s.push_str(STEP_LIB),
@@ -147,10 +165,7 @@ impl Kernel {
             Kernel::Gemv { tokens, .. } => *tokens,
             _ => 1,
         };
-        s.replace("@SG_PARAMS@", params)
-            .replace("@SG_ARGS@", args)
-            .replace("@NR@", &GEMV_ROWS.to_string())
-            .replace("@T@", &tokens.to_string())
+        s.replace("@SG_PARAMS@", params).replace("@SG_ARGS@", args).replace("@T@", &tokens.to_string())
     }
 
     /// Storage bindings after the uniform at 0: `(binding, access)`.
