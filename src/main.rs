@@ -150,9 +150,9 @@ struct ServeArgs {
     /// Requests that may wait per model before answering 429.
     #[arg(long, default_value_t = 256)]
     max_queue: usize,
-    /// Seconds a request may take before it is cut off.
-    #[arg(long, default_value_t = 600)]
-    request_timeout: u64,
+    /// Seconds a request may take before it is cut off (504, or an error event in a stream).
+    #[arg(long, default_value_t = 600.0)]
+    request_timeout: f64,
     /// Largest request body in bytes (413 beyond).
     #[arg(long, default_value_t = 4 << 20)]
     max_body_bytes: usize,
@@ -361,7 +361,8 @@ fn serve(a: ServeArgs) -> Result<()> {
             kv_tokens: a.kv_tokens,
         },
         max_queue: a.max_queue,
-        request_timeout: std::time::Duration::from_secs(a.request_timeout),
+        request_timeout: std::time::Duration::try_from_secs_f64(a.request_timeout)
+            .context("--request-timeout must be a number of seconds >= 0")?,
         max_body_bytes: a.max_body_bytes,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -100,6 +100,8 @@ pub struct Gauges {
     pub preemptions: AtomicU64,
     /// Forward steps run so far.
     pub steps: AtomicU64,
+    /// Sequences cancelled because their listener left.
+    pub cancelled: AtomicU64,
 }
 
 struct Seq {
@@ -317,6 +319,8 @@ impl Scheduler {
     fn reap(&mut self) {
         let now = Instant::now();
         let expired = |s: &Seq| s.sink.is_closed() || s.deadline.is_some_and(|d| now >= d);
+        let cancelled = self.running.iter().chain(&self.waiting).filter(|s| s.sink.is_closed()).count();
+        self.gauges.cancelled.fetch_add(cancelled as u64, Ordering::Relaxed);
         let mut i = 0;
         while i < self.running.len() {
             if expired(&self.running[i]) {

@@ -325,6 +325,7 @@ pub async fn metrics(State(app): App) -> Response {
                     load(|g| g.kv_total_blocks.load(Ordering::Relaxed)),
                 ),
                 preemptions: g.map_or(0, |g| g.preemptions.load(Ordering::Relaxed)),
+                cancelled: g.map_or(0, |g| g.cancelled.load(Ordering::Relaxed)),
             }
         })
         .collect();

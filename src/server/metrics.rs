@@ -108,6 +108,8 @@ pub struct ModelSample<'a> {
     pub kv_blocks: (usize, usize),
     /// Preemptions so far.
     pub preemptions: u64,
+    /// Sequences cancelled by a client that left.
+    pub cancelled: u64,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -120,7 +122,7 @@ pub fn render(requests: &RequestCounts, models: &[ModelSample]) -> String {
     let mut out = String::new();
     requests.render(&mut out);
     type Get = fn(&ModelSample) -> String;
-    let scalars: [(&str, &str, &str, Get); 8] = [
+    let scalars: [(&str, &str, &str, Get); 9] = [
         ("prism_model_ready", "gauge", "1 when the model is loaded and serving.", |m| {
             u8::from(m.ready).to_string()
         }),
@@ -138,6 +140,9 @@ pub fn render(requests: &RequestCounts, models: &[ModelSample]) -> String {
         }),
         ("prism_preemptions_total", "counter", "Sequences preempted for KV-cache room.", |m| {
             m.preemptions.to_string()
+        }),
+        ("prism_cancelled_total", "counter", "Sequences cancelled because the client left.", |m| {
+            m.cancelled.to_string()
         }),
     ];
     for (name, kind, help, get) in scalars {
