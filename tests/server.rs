@@ -226,7 +226,7 @@ async fn api_key_queue_bound_and_timeout() {
             s => panic!("unexpected {s}: {text}"),
         }
     }
-    assert!(ok >= 2 && limited >= 1, "ok {ok}, limited {limited}");
+    assert!(ok >= 1 && limited >= 1, "ok {ok}, limited {limited}");
     drop(srv);
 
     // A request past its deadline: 504 (non-streaming), an error event then [DONE] (streaming).

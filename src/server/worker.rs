@@ -195,8 +195,13 @@ impl ModelHandle {
         let (tx, rx) = unbounded_channel();
         req.sink = Box::new(ChannelSink(tx));
         let prompt_tokens = req.prompt_ids.len();
-        let sent = self.requests.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| s.send(req));
-        if !matches!(sent, Some(Ok(()))) {
+        let sent = self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|s| s.send(req).is_ok());
+        if !sent {
             queued.fetch_sub(1, Ordering::Relaxed);
             return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down")
                 .kind("server_error"));
