@@ -16,7 +16,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 # The official OpenAI Python client, for tests/openai_client.rs (which fails rather than skips here).
 if ! target/pyenv/bin/python -c "import openai" >/dev/null 2>&1; then
-    if ! python3 -m venv --help >/dev/null 2>&1; then
+    if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
         apt-get update && apt-get install -y python3 python3-venv
     fi
     mkdir -p target
