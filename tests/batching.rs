@@ -223,3 +223,37 @@ fn invalid_requests_fail_alone() {
     assert!(matches!(&events[1][..], [SeqEvent::Error(e)] if e.contains("exceeds the context")));
     assert!(matches!(events[2].last(), Some(SeqEvent::Done { completion_tokens: 3, .. })));
 }
+
+#[test]
+fn a_long_prompt_is_prefilled_in_chunks_while_others_keep_decoding() {
+    let files = ModelFiles::open(&shared("models/stories260K")).unwrap();
+    let backend = create(BackendKind::Cpu, BackendOptions { device: 0, threads: 1 }).unwrap();
+    let cfg = SchedulerConfig { max_seqs: 4, max_step_tokens: 32, block_size: 16, kv_tokens: 2048 };
+    let mut sched = Scheduler::new(backend, files, cfg).unwrap();
+    let params = |max_tokens| GenerateParams {
+        max_tokens,
+        sampling: SamplingParams::greedy(),
+        stop: vec![],
+        ignore_eos: true,
+    };
+    let (tx, decoding) = mpsc::channel();
+    let req = |prompt: Vec<u32>, max, sink: mpsc::Sender<SeqEvent>| SeqRequest {
+        prompt_ids: prompt,
+        params: params(max),
+        top_logprobs: None,
+        deadline: None,
+        sink: Box::new(sink),
+    };
+    sched.add(req(vec![1, 403, 407, 261, 378], 100, tx), false);
+    sched.step();
+    assert_eq!(decoding.try_iter().count(), 1, "first token after the prompt step");
+    // A 300-token prompt arrives: it needs ten 32-row steps, and the decoder gets a token in every one.
+    let (tx, long) = mpsc::channel();
+    sched.add(req((0..300).map(|i| 300 + (i % 100)).collect(), 4, tx), false);
+    for step in 0..10 {
+        sched.step();
+        assert_eq!(decoding.try_iter().count(), 1, "step {step}: the decoding sequence advanced");
+        let got = long.try_iter().count();
+        assert_eq!(got, usize::from(step == 9), "step {step}: the long prompt yields only when prefilled");
+    }
+}

@@ -367,3 +367,33 @@ async fn serve_without_model_serves_smollm2_and_meets_its_chat_goldens() {
     }
     assert!(checked >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_models_route_by_name_and_an_unavailable_device_is_reported() {
+    let dir = server::shared("models/stories260K");
+    let gguf = dir.join("stories260K.gguf");
+    let (hf, q, bad) = (
+        format!("{}@cpu:0", dir.display()),
+        format!("{}@cpu:0", gguf.display()),
+        format!("{}@cpu:5", dir.display()),
+    );
+    let srv = Server::start(&["--model", &hf, "--model", &q, "--model", &bad]);
+    let log = srv.stderr.lock().unwrap().clone();
+    assert!(log.contains("cpu:5") && log.contains("not available"), "startup names the bad device:\n{log}");
+    let c = Client::new();
+    let models: Value = c.get(srv.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    let names: Vec<String> =
+        models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, vec![hf.clone(), q.clone()], "two engines serve; same stems get path@device names");
+    let (prompt, n, golden) = golden_cases().remove(0);
+    for name in &names {
+        let body = json!({"model": name, "prompt": prompt, "max_tokens": n, "temperature": 0});
+        let v = post_json(&c, &srv.url("/v1/completions"), body).await;
+        assert_eq!(v["model"], name.as_str());
+        assert_eq!(v["choices"][0]["text"], golden.as_str(), "model {name}");
+    }
+    let m = c.get(srv.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for name in &names {
+        assert_eq!(metric(&m, &format!("prism_generation_tokens_total{{model=\"{name}\"")), n as f64);
+    }
+}

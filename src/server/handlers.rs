@@ -315,7 +315,7 @@ pub async fn metrics(State(app): App) -> Response {
             let g = m.gauges();
             let load = |f: fn(&crate::engine::scheduler::Gauges) -> usize| g.map_or(0, f);
             ModelSample {
-                labels: format!("model=\"{}\",device=\"{}\"", m.name, m.spec.target()),
+                labels: format!("model=\"{}\",device=\"{}\"", metrics::escape(&m.name), m.spec.target()),
                 metrics: &m.metrics,
                 ready: g.is_some(),
                 queued: load(|g| g.queued.load(Ordering::Relaxed)),

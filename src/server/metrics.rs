@@ -112,6 +112,11 @@ pub struct ModelSample<'a> {
     pub cancelled: u64,
 }
 
+/// A label value with backslashes, double quotes and newlines escaped as the text format requires.
+pub fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");

@@ -79,11 +79,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
     let mut handles: Vec<Arc<ModelHandle>> = Vec::new();
     let mut failures = Vec::new();
     for spec in &opts.models {
+        // A name two models would share is replaced by `PATH@backend:device` for each.
         let mut name = served_name(&spec.path);
-        if handles.iter().any(|h| h.name == name)
-            || opts.models.iter().filter(|s| served_name(&s.path) == name).count() > 1
-        {
-            name = format!("{name}@{}", spec.target());
+        if opts.models.iter().filter(|s| served_name(&s.path) == name).count() > 1 {
+            name = format!("{}@{}", spec.path.display(), spec.target());
         }
         match ModelHandle::start(name.clone(), spec.clone(), opts.threads, opts.sizes, opts.max_queue) {
             Ok(h) => {
