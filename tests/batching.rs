@@ -257,3 +257,47 @@ fn a_long_prompt_is_prefilled_in_chunks_while_others_keep_decoding() {
         assert_eq!(got, usize::from(step == 9), "step {step}: the long prompt yields only when prefilled");
     }
 }
+
+#[test]
+fn prefix_cache_reuses_blocks_without_changing_results() {
+    let files = ModelFiles::open(&shared("models/stories260K")).unwrap();
+    let backend = create(BackendKind::Cpu, BackendOptions { device: 0, threads: 1 }).unwrap();
+    let cfg = SchedulerConfig { max_seqs: 4, max_step_tokens: 64, block_size: 16, kv_tokens: 1024 };
+    let mut sched = Scheduler::new(backend, files, cfg).unwrap();
+    let case = cases().remove(0);
+    let mut run = |prompt: Vec<u32>, max_tokens: usize| {
+        let (tx, rx) = mpsc::channel();
+        let params = GenerateParams {
+            max_tokens,
+            sampling: SamplingParams::greedy(),
+            stop: vec![],
+            ignore_eos: false,
+        };
+        sched.add(
+            SeqRequest { prompt_ids: prompt, params, top_logprobs: None, deadline: None, sink: Box::new(tx) },
+            false,
+        );
+        while !sched.is_idle() {
+            sched.step();
+        }
+        let (mut ids, mut cached) = (Vec::new(), usize::MAX);
+        for ev in rx.try_iter() {
+            match ev {
+                SeqEvent::Token { id, .. } => ids.push(id),
+                SeqEvent::Done { cached_tokens, .. } => cached = cached_tokens,
+                SeqEvent::Error(e) => panic!("{e}"),
+            }
+        }
+        (ids, cached)
+    };
+    let (ids, cached) = run(case.input_ids.clone(), 64);
+    assert_eq!((ids, cached), (case.new_ids.clone(), 0));
+    // The story so far as a new prompt: its first two full blocks (32 of 44 known tokens) are cached by
+    // the first request, and the greedy continuation is still the golden one.
+    let mut prompt = case.input_ids.clone();
+    prompt.extend(&case.new_ids[..40]);
+    let (ids, cached) = run(prompt, 24);
+    assert_eq!(cached, 32);
+    assert_eq!(ids, case.new_ids[40..].to_vec());
+    assert_eq!(sched.gauges().kv_used_blocks.load(Ordering::Relaxed), 0);
+}

@@ -129,6 +129,15 @@ async fn every_endpoint_answers_like_openai() {
     assert_eq!(tokens, golden);
     assert_eq!(events.last().unwrap()["usage"]["completion_tokens"], n);
 
+    // The prefix cache: the same long prompt again reuses its full KV blocks, with the same answer.
+    let long = json!({"prompt": golden, "max_tokens": 8, "temperature": 0});
+    let a = post_json(&c, &srv.url("/v1/completions"), long.clone()).await;
+    let b = post_json(&c, &srv.url("/v1/completions"), long).await;
+    assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"]);
+    let cached = b["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    let prompt_tokens = b["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(cached >= prompt_tokens - 16 && cached < prompt_tokens, "cached {cached} of {prompt_tokens}");
+
     // Tokenize / detokenize round trip.
     let t = post_json(&c, &srv.url("/tokenize"), json!({"prompt": "Once upon a time"})).await;
     assert_eq!(t["tokens"], json!([1, 403, 407, 261, 378]));

@@ -7,7 +7,9 @@
 //! the blocks its positions need and grows them step by step. When the pool runs dry, the newest running
 //! sequence is preempted: its blocks are freed and it goes back to the front of the queue, to be
 //! recomputed (prompt + what it generated so far) when room returns. Its sampler keeps its state, so a
-//! preempted sequence produces exactly what it would have without preemption.
+//! preempted sequence produces exactly what it would have without preemption. Full blocks of computed
+//! tokens enter the pool's prefix cache; a sequence whose tokens start with cached blocks (a shared system
+//! prompt, a resumed preempted sequence) reuses them instead of recomputing them.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -48,8 +50,15 @@ impl Default for SchedulerConfig {
 pub enum SeqEvent {
     /// A generated token and the text it released (maybe empty: held back, or a special token).
     Token { id: u32, text: String, logprobs: Option<TokenLogprobs> },
-    /// The sequence ended; `text` is what was still held back (usually empty).
-    Done { finish: FinishReason, text: String, prompt_tokens: usize, completion_tokens: usize },
+    /// The sequence ended; `text` is what was still held back (usually empty). `cached_tokens` of the
+    /// prompt came from the prefix cache.
+    Done {
+        finish: FinishReason,
+        text: String,
+        prompt_tokens: usize,
+        completion_tokens: usize,
+        cached_tokens: usize,
+    },
     /// The sequence failed; nothing follows.
     Error(String),
 }
@@ -102,6 +111,8 @@ pub struct Gauges {
     pub steps: AtomicU64,
     /// Sequences cancelled because their listener left.
     pub cancelled: AtomicU64,
+    /// Prompt tokens whose keys and values came from the prefix cache.
+    pub cached_tokens: AtomicU64,
 }
 
 struct Seq {
@@ -110,6 +121,8 @@ struct Seq {
     prompt_len: usize,
     computed: usize, // tokens whose keys and values are in the cache
     blocks: Vec<u32>,
+    registered: usize, // leading blocks entered in the prefix cache
+    cached_tokens: usize,
     sampler: Sampler,
     counts: TokenCounts,
     text: TextOutput,
@@ -259,6 +272,8 @@ impl Scheduler {
             tokens: req.prompt_ids,
             computed: 0,
             blocks: Vec::new(),
+            registered: 0,
+            cached_tokens: 0,
             sampler: Sampler::new(p.sampling),
             text: TextOutput::new(&self.tokenizer, p.stop, p.ignore_eos),
             max_tokens,
@@ -353,6 +368,17 @@ impl Scheduler {
             if std::mem::take(&mut s.counted_in_queue) {
                 self.gauges.queued.fetch_sub(1, Ordering::Relaxed);
             }
+            // Prefix cache: full blocks of known tokens already computed, leaving at least one token to
+            // run (its logits give the next token).
+            let bs = self.pool.block_size();
+            let known = &s.tokens[..s.tokens.len() - 1];
+            s.blocks = self.pool.lookup(super::kv_cache::block_keys(known, bs));
+            s.computed = s.blocks.len() * bs;
+            s.registered = s.blocks.len();
+            if s.generated() == 0 {
+                s.cached_tokens = s.computed;
+                self.gauges.cached_tokens.fetch_add(s.computed as u64, Ordering::Relaxed);
+            }
             self.running.push(s);
         }
         self.running.sort_by_key(|s| s.id);
@@ -364,6 +390,7 @@ impl Scheduler {
         let mut s = self.running.remove(victim);
         self.pool.release(&mut s.blocks);
         s.computed = 0;
+        s.registered = 0;
         self.gauges.preemptions.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(seq = s.id, tokens = s.tokens.len(), "KV cache full: preempted");
         self.waiting.push_front(s);
@@ -415,8 +442,19 @@ impl Scheduler {
             }
         }
         self.model.forward(self.backend.as_mut(), &step)?;
+        let bs = self.pool.block_size();
         for c in &chunks {
-            self.running[c.seq].computed += c.len;
+            let s = &mut self.running[c.seq];
+            s.computed += c.len;
+            // Blocks now full of computed tokens join the prefix cache.
+            let full = s.computed / bs;
+            if full > s.registered {
+                let keys: Vec<u64> = super::kv_cache::block_keys(&s.tokens[..full * bs], bs).collect();
+                for (i, key) in keys.into_iter().enumerate().skip(s.registered) {
+                    self.pool.register(s.blocks[i], key);
+                }
+                s.registered = full;
+            }
         }
         if outputs.is_empty() {
             return Ok(());
@@ -478,6 +516,7 @@ impl Scheduler {
     /// Releases a sequence's blocks and tells its listener why it ended (with any held-back text).
     fn end(&mut self, mut s: Seq, finish: FinishReason) {
         self.pool.release(&mut s.blocks);
+        self.publish(); // before the listener hears `Done`, so the gauges it may read next are current
         if s.sink.is_closed() {
             return;
         }
@@ -489,6 +528,7 @@ impl Scheduler {
             }
         };
         let completion_tokens = s.generated();
-        s.sink.send(SeqEvent::Done { finish, text, prompt_tokens: s.prompt_len, completion_tokens });
+        let (prompt_tokens, cached_tokens) = (s.prompt_len, s.cached_tokens);
+        s.sink.send(SeqEvent::Done { finish, text, prompt_tokens, completion_tokens, cached_tokens });
     }
 }

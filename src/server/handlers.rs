@@ -326,6 +326,7 @@ pub async fn metrics(State(app): App) -> Response {
                 ),
                 preemptions: g.map_or(0, |g| g.preemptions.load(Ordering::Relaxed)),
                 cancelled: g.map_or(0, |g| g.cancelled.load(Ordering::Relaxed)),
+                cached_tokens: g.map_or(0, |g| g.cached_tokens.load(Ordering::Relaxed)),
             }
         })
         .collect();

@@ -110,6 +110,8 @@ pub struct ModelSample<'a> {
     pub preemptions: u64,
     /// Sequences cancelled by a client that left.
     pub cancelled: u64,
+    /// Prompt tokens served from the prefix cache.
+    pub cached_tokens: u64,
 }
 
 /// A label value with backslashes, double quotes and newlines escaped as the text format requires.
@@ -127,7 +129,7 @@ pub fn render(requests: &RequestCounts, models: &[ModelSample]) -> String {
     let mut out = String::new();
     requests.render(&mut out);
     type Get = fn(&ModelSample) -> String;
-    let scalars: [(&str, &str, &str, Get); 9] = [
+    let scalars: [(&str, &str, &str, Get); 10] = [
         ("prism_model_ready", "gauge", "1 when the model is loaded and serving.", |m| {
             u8::from(m.ready).to_string()
         }),
@@ -149,6 +151,12 @@ pub fn render(requests: &RequestCounts, models: &[ModelSample]) -> String {
         ("prism_cancelled_total", "counter", "Sequences cancelled because the client left.", |m| {
             m.cancelled.to_string()
         }),
+        (
+            "prism_prefix_cache_hit_tokens_total",
+            "counter",
+            "Prompt tokens reused from the prefix cache.",
+            |m| m.cached_tokens.to_string(),
+        ),
     ];
     for (name, kind, help, get) in scalars {
         family(&mut out, name, kind, help);

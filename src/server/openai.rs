@@ -308,9 +308,10 @@ pub fn top_logprobs(name: &str, k: Option<i64>) -> Result<Option<usize>, ApiErro
     }
 }
 
-/// `usage` object.
-pub fn usage(prompt: usize, completion: usize) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+/// `usage` object; `cached` prompt tokens came from the prefix cache.
+pub fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+           "prompt_tokens_details": {"cached_tokens": cached}})
 }
 
 fn token_text(tok: &Tokenizer, id: u32) -> String {

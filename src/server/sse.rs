@@ -100,10 +100,10 @@ impl SseState {
         match ev {
             Some(SeqEvent::Token { id, text, logprobs }) => self.text(Some(id), text, logprobs),
             Some(SeqEvent::Done { finish: FinishReason::Timeout, .. }) => self.fail(timeout_error()),
-            Some(SeqEvent::Done { finish, text, prompt_tokens, completion_tokens }) => {
+            Some(SeqEvent::Done { finish, text, prompt_tokens, completion_tokens, cached_tokens }) => {
                 self.text(None, text, None);
                 let reason = finish.openai_name();
-                let u = usage(prompt_tokens, completion_tokens);
+                let u = usage(prompt_tokens, completion_tokens, cached_tokens);
                 match self.api {
                     Api::Inference => self.push(json!({"finish_reason": reason, "usage": u})),
                     Api::Completion => {
@@ -174,22 +174,22 @@ pub fn stream_response(api: Api, meta: Meta, events: Stream) -> Response {
 pub async fn whole_response(api: Api, meta: Meta, mut events: Stream) -> Result<Response, ApiError> {
     let tokenizer = events.model().loaded()?.tokenizer.clone();
     let (mut text, mut lps) = (String::new(), Vec::new());
-    let (finish, prompt_tokens, completion_tokens) = loop {
+    let (finish, prompt_tokens, completion_tokens, cached_tokens) = loop {
         match events.next().await {
             Some(SeqEvent::Token { text: t, logprobs, .. }) => {
                 text.push_str(&t);
                 lps.extend(logprobs);
             }
             Some(SeqEvent::Done { finish: FinishReason::Timeout, .. }) => return Err(timeout_error()),
-            Some(SeqEvent::Done { finish, text: t, prompt_tokens, completion_tokens }) => {
+            Some(SeqEvent::Done { finish, text: t, prompt_tokens, completion_tokens, cached_tokens }) => {
                 text.push_str(&t);
-                break (finish, prompt_tokens, completion_tokens);
+                break (finish, prompt_tokens, completion_tokens, cached_tokens);
             }
             Some(SeqEvent::Error(msg)) => return Err(engine_error(msg)),
             None => return Err(engine_error("the engine stopped".into())),
         }
     };
-    let u = usage(prompt_tokens, completion_tokens);
+    let u = usage(prompt_tokens, completion_tokens, cached_tokens);
     let reason = finish.openai_name();
     let (object, choice) = match api {
         Api::Chat => {
