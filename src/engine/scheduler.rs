@@ -441,6 +441,13 @@ impl Scheduler {
                 outputs.push(c.seq);
             }
         }
+        let span = tracing::debug_span!(
+            "step",
+            tokens = step.n_tokens(),
+            seqs = chunks.len(),
+            outputs = outputs.len()
+        );
+        let _entered = span.enter();
         self.model.forward(self.backend.as_mut(), &step)?;
         let bs = self.pool.block_size();
         for c in &chunks {

@@ -128,8 +128,20 @@ fn chat_prompt(tok: &Tokenizer, messages: &[Message]) -> Result<Vec<u32>, ApiErr
     }
 }
 
-/// Validates, submits and answers one generation request.
+/// Validates and submits one generation request. Tokenizing and rendering a template can take a while
+/// for a large body, so it runs as blocking work (other requests move to another runtime worker).
 fn generate(
+    app: &AppState,
+    api: Api,
+    common: &CommonParams,
+    prompt: impl FnOnce(&Tokenizer) -> Result<Vec<u32>, ApiError>,
+    top_logprobs: Option<usize>,
+    arrived: Instant,
+) -> Result<(Meta, super::worker::Stream), ApiError> {
+    tokio::task::block_in_place(|| prepare(app, api, common, prompt, top_logprobs, arrived))
+}
+
+fn prepare(
     app: &AppState,
     api: Api,
     common: &CommonParams,
@@ -250,7 +262,7 @@ struct TokenizeRequest {
 
 /// `POST /tokenize`: `{"prompt"}` or `{"messages"}` → `{"tokens", "count", "max_model_len"}`.
 pub async fn tokenize(State(app): App, body: Result<Bytes, BytesRejection>) -> Response {
-    answer((|| {
+    answer(tokio::task::block_in_place(|| {
         let req: TokenizeRequest = parse_body(&body_bytes(body)?)?;
         let handle = app.model(req.model.as_deref())?;
         let loaded = handle.loaded()?;
@@ -262,7 +274,7 @@ pub async fn tokenize(State(app): App, body: Result<Bytes, BytesRejection>) -> R
         };
         let body = json!({"tokens": tokens, "count": tokens.len(), "max_model_len": loaded.context});
         Ok(axum::Json(body).into_response())
-    })())
+    }))
 }
 
 #[derive(Deserialize)]
