@@ -274,3 +274,22 @@ impl EventSink for NoSink {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_specs_parse_backend_and_device() {
+        let p = |s: &str| ModelSpec::parse(s).unwrap();
+        assert_eq!(p("m.gguf"), ModelSpec { path: "m.gguf".into(), backend: BackendKind::Auto, device: 0 });
+        assert_eq!(
+            p("m.gguf@cuda:1"),
+            ModelSpec { path: "m.gguf".into(), backend: BackendKind::Cuda, device: 1 }
+        );
+        assert_eq!(p("dir@wgpu"), ModelSpec { path: "dir".into(), backend: BackendKind::Wgpu, device: 0 });
+        assert_eq!(p("a@b/m"), ModelSpec { path: "a@b/m".into(), backend: BackendKind::Auto, device: 0 });
+        assert!(ModelSpec::parse("m@cpu:x").is_err());
+        assert_eq!(p("m@cpu:0").target(), "cpu:0");
+    }
+}
