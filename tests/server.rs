@@ -138,6 +138,12 @@ async fn every_endpoint_answers_like_openai() {
     let prompt_tokens = b["usage"]["prompt_tokens"].as_u64().unwrap();
     assert!(cached >= prompt_tokens - 16 && cached < prompt_tokens, "cached {cached} of {prompt_tokens}");
 
+    // A large body (tokenized as blocking work) over the context: 400, and the server goes on.
+    let huge = json!({"prompt": "Once upon a time ".repeat(6000), "max_tokens": 5});
+    let (status, text) = post(&c, &srv.url("/v1/completions"), huge).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_of(&text)["code"], "context_length_exceeded");
+
     // Tokenize / detokenize round trip.
     let t = post_json(&c, &srv.url("/tokenize"), json!({"prompt": "Once upon a time"})).await;
     assert_eq!(t["tokens"], json!([1, 403, 407, 261, 378]));

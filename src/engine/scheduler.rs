@@ -360,7 +360,9 @@ impl Scheduler {
     fn admit(&mut self) {
         while self.running.len() < self.cfg.max_seqs {
             let Some(s) = self.waiting.front() else { break };
-            let need = self.pool.blocks_for(s.tokens.len() + 1);
+            // Room for its tokens plus one block of growth per running sequence: admitting into a pool
+            // with no headroom only leads to preempting someone a few steps later.
+            let need = self.pool.blocks_for(s.tokens.len() + 1) + self.running.len();
             if !self.running.is_empty() && need > self.pool.free_blocks() {
                 break;
             }

@@ -30,6 +30,14 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|r| ApiError::new(r.status(), r.body_text()))
 }
 
+/// The parsed body and its size in bytes.
+fn read_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(T, usize), ApiError> {
+    let bytes = body_bytes(body)?;
+    Ok((parse_body(&bytes)?, bytes.len()))
+}
+
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -128,8 +136,16 @@ fn chat_prompt(tok: &Tokenizer, messages: &[Message]) -> Result<Vec<u32>, ApiErr
     }
 }
 
-/// Validates and submits one generation request. Tokenizing and rendering a template can take a while
-/// for a large body, so it runs as blocking work (other requests move to another runtime worker).
+/// Bodies above this are tokenized as blocking work (other requests move to another runtime worker);
+/// smaller ones are quicker to tokenize than to hand off (and handing off spawns threads).
+const HEAVY_BODY_BYTES: usize = 64 << 10;
+
+/// Runs `f` on this runtime worker, or as blocking work when `body_len` makes it slow.
+fn maybe_blocking<T>(body_len: usize, f: impl FnOnce() -> T) -> T {
+    if body_len > HEAVY_BODY_BYTES { tokio::task::block_in_place(f) } else { f() }
+}
+
+/// Validates and submits one generation request.
 fn generate(
     app: &AppState,
     api: Api,
@@ -137,8 +153,9 @@ fn generate(
     prompt: impl FnOnce(&Tokenizer) -> Result<Vec<u32>, ApiError>,
     top_logprobs: Option<usize>,
     arrived: Instant,
+    body_len: usize,
 ) -> Result<(Meta, super::worker::Stream), ApiError> {
-    tokio::task::block_in_place(|| prepare(app, api, common, prompt, top_logprobs, arrived))
+    maybe_blocking(body_len, || prepare(app, api, common, prompt, top_logprobs, arrived))
 }
 
 fn prepare(
@@ -191,8 +208,7 @@ async fn respond(
 /// `POST /v1/completions`.
 pub async fn completions(State(app): App, body: Result<Bytes, BytesRejection>) -> Response {
     let arrived = Instant::now();
-    let parsed = body_bytes(body).and_then(|b| parse_body::<CompletionRequest>(&b));
-    let req = match parsed {
+    let (req, len) = match read_body::<CompletionRequest>(body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -201,7 +217,7 @@ pub async fn completions(State(app): App, body: Result<Bytes, BytesRejection>) -
             return Err(ApiError::bad_param("echo", "`echo` is not supported"));
         }
         let k = super::openai::top_logprobs("logprobs", req.logprobs)?;
-        generate(&app, Api::Completion, &req.common, |t| completion_prompt(t, &req.prompt), k, arrived)
+        generate(&app, Api::Completion, &req.common, |t| completion_prompt(t, &req.prompt), k, arrived, len)
     })();
     respond(Api::Completion, req.common.stream, started).await
 }
@@ -209,7 +225,7 @@ pub async fn completions(State(app): App, body: Result<Bytes, BytesRejection>) -
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(State(app): App, body: Result<Bytes, BytesRejection>) -> Response {
     let arrived = Instant::now();
-    let req = match body_bytes(body).and_then(|b| parse_body::<ChatRequest>(&b)) {
+    let (req, len) = match read_body::<ChatRequest>(body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -219,7 +235,7 @@ pub async fn chat_completions(State(app): App, body: Result<Bytes, BytesRejectio
             return Err(ApiError::bad_param("top_logprobs", "`top_logprobs` needs `logprobs: true`"));
         }
         let k = if req.logprobs { Some(k.unwrap_or(0)) } else { None };
-        generate(&app, Api::Chat, &req.common, |t| chat_prompt(t, &req.messages), k, arrived)
+        generate(&app, Api::Chat, &req.common, |t| chat_prompt(t, &req.messages), k, arrived, len)
     })();
     respond(Api::Chat, req.common.stream, started).await
 }
@@ -228,12 +244,19 @@ pub async fn chat_completions(State(app): App, body: Result<Bytes, BytesRejectio
 /// `{"token", "token_id"}` events, then `{"finish_reason", "usage"}` and `[DONE]`.
 pub async fn inference(State(app): App, body: Result<Bytes, BytesRejection>) -> Response {
     let arrived = Instant::now();
-    let req = match body_bytes(body).and_then(|b| parse_body::<CompletionRequest>(&b)) {
+    let (req, len) = match read_body::<CompletionRequest>(body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let started =
-        generate(&app, Api::Inference, &req.common, |t| completion_prompt(t, &req.prompt), None, arrived);
+    let started = generate(
+        &app,
+        Api::Inference,
+        &req.common,
+        |t| completion_prompt(t, &req.prompt),
+        None,
+        arrived,
+        len,
+    );
     respond(Api::Inference, true, started).await
 }
 
@@ -262,8 +285,11 @@ struct TokenizeRequest {
 
 /// `POST /tokenize`: `{"prompt"}` or `{"messages"}` → `{"tokens", "count", "max_model_len"}`.
 pub async fn tokenize(State(app): App, body: Result<Bytes, BytesRejection>) -> Response {
-    answer(tokio::task::block_in_place(|| {
-        let req: TokenizeRequest = parse_body(&body_bytes(body)?)?;
+    let (req, len): (TokenizeRequest, usize) = match read_body(body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    answer(maybe_blocking(len, || {
         let handle = app.model(req.model.as_deref())?;
         let loaded = handle.loaded()?;
         let tok = &loaded.tokenizer;
