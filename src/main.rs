@@ -123,6 +123,9 @@ struct ServeArgs {
     /// PATH may also be a known model name. Default: SmolLM2-135M-Instruct on `auto`, pulled if absent.
     #[arg(long, short = 'm')]
     model: Vec<String>,
+    /// Backend of models given without `@backend` (and of the default model).
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    backend: BackendKind,
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: std::net::IpAddr,
@@ -343,11 +346,14 @@ fn serve(a: ServeArgs) -> Result<()> {
     for m in &a.model {
         let mut spec = ModelSpec::parse(m).map_err(anyhow::Error::msg)?;
         spec.path = resolve_model(Some(&spec.path))?;
+        if spec.backend == BackendKind::Auto {
+            spec.backend = a.backend;
+        }
         models.push(spec);
     }
     if models.is_empty() {
         let path = resolve_model(None)?;
-        models.push(ModelSpec { path, backend: BackendKind::Auto, device: 0 });
+        models.push(ModelSpec { path, backend: a.backend, device: 0 });
     }
     let opts = ServeOptions {
         models,

