@@ -1,4 +1,4 @@
-//! The `prism` command line: `run`, `devices`, `bench`.
+//! The `prism` command line: `serve`, `run`, `devices`, `bench`, `pull`.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,9 @@ use prism::engine::config::GenerationDefaults;
 use prism::engine::generate::{Engine, EngineOptions, GenerateParams, ModelFiles};
 use prism::engine::pull;
 use prism::engine::sampling::SamplingParams;
+use prism::engine::scheduler::SchedulerConfig;
 use prism::engine::tokenizer::ChatMessage;
+use prism::server::{self, ModelSpec, ServeOptions};
 
 #[derive(Parser)]
 #[command(name = "prism", version, about = "LLM inference on every GPU vendor, and the CPU")]
@@ -24,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve models over an OpenAI-compatible HTTP API with continuous batching.
+    Serve(ServeArgs),
     /// Generate a completion and stream it to stdout (statistics go to stderr).
     Run(RunArgs),
     /// List every backend, its devices, and why an unavailable one cannot run.
@@ -114,6 +118,50 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct ServeArgs {
+    /// A model to serve, as PATH[@backend:device] (e.g. `model.gguf@cpu:0`, `dir@cuda:0`); repeatable.
+    /// PATH may also be a known model name. Default: SmolLM2-135M-Instruct on `auto`, pulled if absent.
+    #[arg(long, short = 'm')]
+    model: Vec<String>,
+    /// Backend of models given without `@backend` (and of the default model).
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    backend: BackendKind,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Port (0 picks a free one; the address is printed on stderr).
+    #[arg(long, short = 'p', default_value_t = 8000)]
+    port: u16,
+    /// Require `Authorization: Bearer KEY` on the API routes.
+    #[arg(long, env = "PRISM_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// CPU threads of CPU backends (0 = all cores).
+    #[arg(long, short = 't', default_value_t = 0)]
+    threads: usize,
+    /// Most sequences decoding together per model.
+    #[arg(long, default_value_t = 64)]
+    max_seqs: usize,
+    /// Most token rows in one forward step (prefill chunk size).
+    #[arg(long, default_value_t = 512)]
+    max_step_tokens: usize,
+    /// KV-cache positions per model, shared by all sequences (at least one context is allocated).
+    #[arg(long, default_value_t = 16384)]
+    kv_tokens: usize,
+    /// Positions per KV-cache block.
+    #[arg(long, default_value_t = 16)]
+    block_size: usize,
+    /// Requests that may wait per model before answering 429.
+    #[arg(long, default_value_t = 256)]
+    max_queue: usize,
+    /// Seconds a request may take before it is cut off (504, or an error event in a stream).
+    #[arg(long, default_value_t = 600.0)]
+    request_timeout: f64,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, default_value_t = 4 << 20)]
+    max_body_bytes: usize,
+}
+
+#[derive(Args)]
 struct BenchArgs {
     #[command(flatten)]
     dev: DeviceArgs,
@@ -141,6 +189,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(a) => serve(a),
         Command::Run(a) => run(a),
         Command::Devices { threads } => devices(threads),
         Command::Bench(a) => bench_cmd(a),
@@ -289,6 +338,45 @@ fn run(a: RunArgs) -> Result<()> {
         out.finish,
         engine.backend.info().device,
     );
+    Ok(())
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let mut models = Vec::new();
+    for m in &a.model {
+        let mut spec = ModelSpec::parse(m).map_err(anyhow::Error::msg)?;
+        spec.path = resolve_model(Some(&spec.path))?;
+        if spec.backend == BackendKind::Auto {
+            spec.backend = a.backend;
+        }
+        models.push(spec);
+    }
+    if models.is_empty() {
+        let path = resolve_model(None)?;
+        models.push(ModelSpec { path, backend: a.backend, device: 0 });
+    }
+    let opts = ServeOptions {
+        models,
+        addr: std::net::SocketAddr::new(a.host, a.port),
+        api_key: a.api_key,
+        threads: a.threads,
+        sizes: SchedulerConfig {
+            max_seqs: a.max_seqs,
+            max_step_tokens: a.max_step_tokens,
+            block_size: a.block_size,
+            kv_tokens: a.kv_tokens,
+        },
+        max_queue: a.max_queue,
+        request_timeout: std::time::Duration::try_from_secs_f64(a.request_timeout)
+            .context("--request-timeout must be a number of seconds >= 0")?,
+        max_body_bytes: a.max_body_bytes,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(server::serve(opts))?;
     Ok(())
 }
 

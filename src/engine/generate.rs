@@ -10,8 +10,9 @@ use super::gguf_model::GgufModel;
 use super::kv_cache::{BlockPool, CacheFull};
 use super::loader::{LoadError, WeightSource};
 use super::model::{Model, ModelError, ModelSizing};
-use super::sampling::{Sampler, SamplingError, SamplingParams, StopMatcher, TokenCounts};
-use super::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
+use super::sampling::{Sampler, SamplingError, SamplingParams, TokenCounts};
+use super::sequence::TextOutput;
+use super::tokenizer::{Tokenizer, TokenizerError};
 use super::tokenizer_gguf::tokenizer_from_gguf;
 use crate::backend::{Backend, DType, HostBytes, HostTensor, StepBatch, quant};
 
@@ -130,6 +131,18 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` reached.
     Length,
+    /// The request's deadline passed (server).
+    Timeout,
+}
+
+impl FinishReason {
+    /// The OpenAI name (`stop`, `length`; a timeout reads `length`, as the output was cut short).
+    pub fn openai_name(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length | FinishReason::Timeout => "length",
+        }
+    }
 }
 
 /// The result of one generation.
@@ -259,13 +272,8 @@ impl Engine {
     ) -> Result<Generation, EngineError> {
         let start = Instant::now();
         let mut sampler = Sampler::new(params.sampling.clone());
-        let mut counts = TokenCounts::default();
-        for &t in prompt_ids {
-            counts.add_prompt(t);
-        }
-        let eos: Vec<u32> = self.tokenizer.eos_ids().to_vec();
-        let mut decoder = StreamDecoder::new();
-        let mut stops = StopMatcher::new(params.stop.clone());
+        let mut counts = TokenCounts::from_prompt(prompt_ids);
+        let mut text_out = TextOutput::new(&self.tokenizer, params.stop.clone(), params.ignore_eos);
         let mut out = Generation {
             prompt_ids: prompt_ids.to_vec(),
             ids: Vec::with_capacity(params.max_tokens),
@@ -275,8 +283,10 @@ impl Engine {
             decode_secs: 0.0,
         };
         let mut emit = |piece: &str, out: &mut Generation| {
-            out.text.push_str(piece);
-            on_text(piece);
+            if !piece.is_empty() {
+                out.text.push_str(piece);
+                on_text(piece);
+            }
         };
 
         // ---- prefill in chunks ---------------------------------------------------------------------
@@ -285,7 +295,6 @@ impl Engine {
 
         // ---- decode --------------------------------------------------------------------------------
         let mut decode_start = None;
-        let mut stopped = false;
         while out.ids.len() < params.max_tokens {
             let next = self.pick(&mut sampler, &counts)?;
             if decode_start.is_none() {
@@ -294,18 +303,11 @@ impl Engine {
             }
             out.ids.push(next);
             counts.add_generated(next);
-            if !params.ignore_eos && eos.contains(&next) {
-                out.finish = FinishReason::Stop;
+            let (piece, finish) = text_out.push(&self.tokenizer, next)?;
+            emit(&piece, &mut out);
+            if let Some(f) = finish {
+                out.finish = f;
                 break;
-            }
-            if let Some(piece) = decoder.push(&self.tokenizer, next)? {
-                let (safe, hit) = stops.push(&piece);
-                emit(&safe, &mut out);
-                if hit {
-                    out.finish = FinishReason::Stop;
-                    stopped = true;
-                    break;
-                }
             }
             if out.ids.len() == params.max_tokens {
                 break;
@@ -314,17 +316,8 @@ impl Engine {
             pos += 1;
             self.model.forward(self.backend.as_mut(), &step)?;
         }
-        if !stopped {
-            if let Some(piece) = decoder.finish(&self.tokenizer)? {
-                let (safe, hit) = stops.push(&piece);
-                emit(&safe, &mut out);
-                stopped = hit;
-            }
-            if !stopped {
-                let rest = stops.finish();
-                emit(&rest, &mut out);
-            }
-        }
+        let rest = text_out.flush(&self.tokenizer)?;
+        emit(&rest, &mut out);
         out.decode_secs = decode_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
         Ok(out)
     }

@@ -10,5 +10,7 @@ pub mod loader;
 pub mod model;
 pub mod pull;
 pub mod sampling;
+pub mod scheduler;
+pub mod sequence;
 pub mod tokenizer;
 pub mod tokenizer_gguf;
