@@ -12,6 +12,7 @@
 //! replayed (graphs). One step may hold many sequences (batched decode, chunked prefill).
 
 pub mod cpu;
+pub mod hip;
 mod host;
 pub mod quant;
 
