@@ -10,6 +10,7 @@
 #define MAX_GROUP 16   // query heads per kv head
 #define MAX_QROW 2048  // group * head_dim
 #define PER_THREAD (MAX_QROW / CHUNK)
+#define MIN_SPAN 16    // positions a split takes at least (short contexts use fewer splits)
 
 extern "C" __global__ void attention(const float* q, const float* k_cache, const float* v_cache, float* out,
                                      float* partial, const u32* positions, const u32* token_seq,
@@ -24,7 +25,7 @@ extern "C" __global__ void attention(const float* q, const float* k_cache, const
     const int group = heads / kv_heads, gw = group * head_dim, kw = kv_heads * head_dim;
     const int p = (int)positions[i], s = (int)token_seq[i];
     const int lo = window > 0 ? max(0, p + 1 - window) : 0;
-    const int span = (p + 1 - lo + nsplit - 1) / nsplit;
+    const int span = max(MIN_SPAN, (p + 1 - lo + nsplit - 1) / nsplit);
     const int start = lo + split * span, end = min(p + 1, start + span);
     const u32* table = tables + table_start[s];
 
@@ -36,16 +37,18 @@ extern "C" __global__ void attention(const float* q, const float* k_cache, const
     __syncthreads();
 
     for (int c0 = start; c0 < end; c0 += CHUNK) {
-        const int j = c0 + tid, n = min(CHUNK, end - c0);
-        // Scores of this thread's position for every query head of the group.
-        if (tid < n) {
+        const int n = min(CHUNK, end - c0);
+        // Scores: a warp per position, lanes across the head dimension (coalesced key reads).
+        for (int t = warp; t < n; t += nwarps) {
+            const int j = c0 + t;
             const u32 off = ((table[j / block_size] * block_size + j % block_size) * kv_heads + kvh) * head_dim;
-            offs[tid] = off;
+            if (lane == 0) offs[t] = off;
             const float* kr = k_cache + off;
             for (int g = 0; g < group; g++) {
                 float dot = 0.0f;
-                for (int e = 0; e < head_dim; e++) dot += qs[g * head_dim + e] * kr[e];
-                sc[g * CHUNK + tid] = dot * scale;
+                for (int e = lane; e < head_dim; e += WARP) dot += qs[g * head_dim + e] * kr[e];
+                dot = warp_sum(dot);
+                if (lane == 0) sc[g * CHUNK + t] = dot * scale;
             }
         }
         __syncthreads();

@@ -167,19 +167,157 @@ __device__ __forceinline__ void row_q4_1(float* acc, const void* w, const u16* d
     extern "C" __global__ void gemv_##name##suffix(const void* w, const u16* d, const u16* m, const float* bias, \
                                                    const float* x, float* out, int rows, int cols, int ntok,   \
                                                    int accumulate) {                                         \
-        const int lane = threadIdx.x % WARP;                                                                 \
-        const int r = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;                                 \
-        if (r >= rows) return;                                                                               \
-        float acc[T];                                                                                        \
-        for (int t = 0; t < T; t++) acc[t] = 0.0f;                                                           \
-        row_##name<T>(acc, w, d, m, x, (size_t)r, cols, ntok, lane);                                         \
-        for (int t = 0; t < T; t++) {                                                                        \
-            const float s = warp_sum(acc[t]);                                                                \
-            if (lane == 0 && t < ntok) {                                                                     \
-                float* o = out + (size_t)t * rows + r;                                                       \
-                *o = (accumulate ? *o : 0.0f) + s + (bias ? bias[r] : 0.0f);                                 \
+        const int lane = threadIdx.x % WARP, per_block = blockDim.x / WARP;                                   \
+        for (int r = blockIdx.x * per_block + threadIdx.x / WARP; r < rows; r += gridDim.x * per_block) {    \
+            float acc[T];                                                                                    \
+            for (int t = 0; t < T; t++) acc[t] = 0.0f;                                                       \
+            row_##name<T>(acc, w, d, m, x, (size_t)r, cols, ntok, lane);                                     \
+            for (int t = 0; t < T; t++) {                                                                    \
+                const float s = warp_sum(acc[t]);                                                            \
+                if (lane == 0 && t < ntok) {                                                                 \
+                    float* o = out + (size_t)t * rows + r;                                                   \
+                    *o = (accumulate ? *o : 0.0f) + s + (bias ? bias[r] : 0.0f);                             \
+                }                                                                                            \
             }                                                                                                \
         }                                                                                                    \
     }
 #define GEMV_BOTH(name, elem) GEMV(name, 1, _t1) GEMV(name, MAXT, )
 FOR_EACH_LAYOUT(GEMV_BOTH)
+
+// ---- one token, several rows per warp -----------------------------------------------------------
+// Decode's gemv: each warp takes R rows, so every activation load feeds R weight rows. A lane handles
+// a unit of the row at a time: 8 elements (float layouts) or 16 (quantized: two runs of 8 activations).
+
+__device__ __forceinline__ float dot8(const float* a, const float* b) {
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3] + a[4] * b[4] + a[5] * b[5] + a[6] * b[6] +
+           a[7] * b[7];
+}
+__device__ __forceinline__ void load8(const float* x, float* v) {
+    const f32x4 a = ((const f32x4*)x)[0], b = ((const f32x4*)x)[1];
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+
+struct LF16 {
+    static __device__ __forceinline__ int units(int cols) { return cols / 8; }
+    static __device__ __forceinline__ void offs(int u, int& o1, int& o2) { o1 = u * 8; o2 = -1; }
+    static __device__ __forceinline__ float dot(const void* w, const u16*, const u16*, size_t r, int cols, int u,
+                                                const float* xa, const float*) {
+        const u32x4 p = ((const u32x4*)((const u16*)w + r * cols))[u];
+        float wv[8];
+        unpack_f16(p.x, wv[0], wv[1]); unpack_f16(p.y, wv[2], wv[3]);
+        unpack_f16(p.z, wv[4], wv[5]); unpack_f16(p.w, wv[6], wv[7]);
+        return dot8(wv, xa);
+    }
+};
+struct LBF16 {
+    static __device__ __forceinline__ int units(int cols) { return cols / 8; }
+    static __device__ __forceinline__ void offs(int u, int& o1, int& o2) { o1 = u * 8; o2 = -1; }
+    static __device__ __forceinline__ float dot(const void* w, const u16*, const u16*, size_t r, int cols, int u,
+                                                const float* xa, const float*) {
+        const u32x4 p = ((const u32x4*)((const u16*)w + r * cols))[u];
+        float wv[8];
+        unpack_bf16(p.x, wv[0], wv[1]); unpack_bf16(p.y, wv[2], wv[3]);
+        unpack_bf16(p.z, wv[4], wv[5]); unpack_bf16(p.w, wv[6], wv[7]);
+        return dot8(wv, xa);
+    }
+};
+struct LF32 {
+    static __device__ __forceinline__ int units(int cols) { return cols / 8; }
+    static __device__ __forceinline__ void offs(int u, int& o1, int& o2) { o1 = u * 8; o2 = -1; }
+    static __device__ __forceinline__ float dot(const void* w, const u16*, const u16*, size_t r, int cols, int u,
+                                                const float* xa, const float*) {
+        float wv[8];
+        load8((const float*)w + r * cols + u * 8, wv);
+        return dot8(wv, xa);
+    }
+};
+struct LQ8 {
+    static __device__ __forceinline__ int units(int cols) { return cols / 16; }
+    static __device__ __forceinline__ void offs(int u, int& o1, int& o2) { o1 = u * 16; o2 = u * 16 + 8; }
+    static __device__ __forceinline__ float dot(const void* w, const u16* d, const u16*, size_t r, int cols, int u,
+                                                const float* xa, const float* xb) {
+        const u32x4 p = ((const u32x4*)((const i8*)w + r * cols))[u];
+        const float s = f16_to_f32(d[r * (cols / 32) + u / 2]);
+        const u32 words[4] = {p.x, p.y, p.z, p.w};
+        float a = 0.0f, b = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            a += i8_at(words[i / 4], i % 4) * xa[i];
+            b += i8_at(words[2 + i / 4], i % 4) * xb[i];
+        }
+        return s * (a + b);
+    }
+};
+template <bool MIN>
+struct LQ4 {
+    static __device__ __forceinline__ int units(int cols) { return cols / 16; }
+    static __device__ __forceinline__ void offs(int u, int& o1, int& o2) {
+        o1 = (u / 2) * 32 + (u % 2) * 8;
+        o2 = o1 + 16;
+    }
+    static __device__ __forceinline__ float dot(const void* w, const u16* d, const u16* m, size_t r, int cols, int u,
+                                                const float* xa, const float* xb) {
+        const u32x2 p = ((const u32x2*)((const u8*)w + r * (cols / 2)))[u];
+        const size_t blk = r * (cols / 32) + u / 2;
+        float a = 0.0f, b = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const u32 byte = ((i < 4 ? p.x : p.y) >> (8 * (i % 4))) & 0xff;
+            a += (float)(byte & 15) * xa[i];
+            b += (float)(byte >> 4) * xb[i];
+        }
+        if (MIN) {
+            float sx = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) sx += xa[i] + xb[i];
+            return f16_to_f32(d[blk]) * (a + b) + f16_to_f32(m[blk]) * sx;
+        }
+        float sx = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) sx += xa[i] + xb[i];
+        return f16_to_f32(d[blk]) * (a + b - 8.0f * sx);
+    }
+};
+
+template <int R, class L>
+__device__ __forceinline__ void gemv_rows(const void* w, const u16* d, const u16* m, const float* bias,
+                                          const float* x, float* out, int rows, int cols, int accumulate) {
+    const int lane = threadIdx.x % WARP, per_block = blockDim.x / WARP;
+    for (int r0 = (blockIdx.x * per_block + threadIdx.x / WARP) * R; r0 < rows; r0 += gridDim.x * per_block * R) {
+        float acc[R];
+#pragma unroll
+        for (int q = 0; q < R; q++) acc[q] = 0.0f;
+        const int nu = L::units(cols);
+#pragma unroll 2
+        for (int u = lane; u < nu; u += WARP) {
+            int o1, o2;
+            L::offs(u, o1, o2);
+            float xa[8], xb[8];
+            load8(x + o1, xa);
+            if (o2 >= 0) load8(x + o2, xb);
+#pragma unroll
+            for (int q = 0; q < R; q++)
+                if (r0 + q < rows) acc[q] += L::dot(w, d, m, (size_t)(r0 + q), cols, u, xa, xb);
+        }
+#pragma unroll
+        for (int q = 0; q < R; q++) {
+            const float s = warp_sum(acc[q]);
+            if (lane == 0 && r0 + q < rows) {
+                float* o = out + r0 + q;
+                *o = (accumulate ? *o : 0.0f) + s + (bias ? bias[r0 + q] : 0.0f);
+            }
+        }
+    }
+}
+
+#define GEMV_R(name, R, L)                                                                                  \
+    extern "C" __global__ void gemv_##name##_r(const void* w, const u16* d, const u16* m, const float* bias, \
+                                               const float* x, float* out, int rows, int cols, int accumulate) { \
+        gemv_rows<R, L>(w, d, m, bias, x, out, rows, cols, accumulate);                                      \
+    }
+GEMV_R(f32, 2, LF32)
+GEMV_R(f16, 2, LF16)
+GEMV_R(bf16, 2, LBF16)
+GEMV_R(q8_0, 4, LQ8)
+GEMV_R(q4_0, 4, LQ4<false>)
+GEMV_R(q4_1, 4, LQ4<true>)

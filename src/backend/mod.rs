@@ -379,6 +379,7 @@ pub fn probe_all(threads: usize) -> Vec<BackendReport> {
                 BackendKind::Cpu => {
                     cpu::CpuBackend::new(threads).map(|b| vec![b.info().device]).map_err(|e| e.to_string())
                 }
+                BackendKind::Hip | BackendKind::Cuda => hip::probe(kind),
                 _ => Err(not_built(kind)),
             },
         })
@@ -407,6 +408,7 @@ pub fn create(kind: BackendKind, opts: BackendOptions) -> Result<Box<dyn Backend
             }
             Ok(Box::new(cpu::CpuBackend::new(opts.threads)?))
         }
+        BackendKind::Hip | BackendKind::Cuda => Ok(Box::new(hip::GpuBackend::new(kind, opts.device)?)),
         other => Err(BackendError::Unavailable { backend: other.name().into(), reason: not_built(other) }),
     }
 }

@@ -116,11 +116,17 @@ fn search_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// Opens a library for the rest of the process. Vendor runtimes are never closed: some (ROCm's, with
+/// LLVM inside) abort when opened a second time after being closed.
+fn load(path: impl AsRef<std::ffi::OsStr>) -> Result<&'static Library, libloading::Error> {
+    // SAFETY: loading a vendor library runs its initializers; these are the vendors' own runtimes.
+    unsafe { Library::new(path) }.map(|l| &*Box::leak(Box::new(l)))
+}
+
 /// Opens the first library whose file name is `stem` or `stem.<version>` (newest version first in each
 /// directory), trying plain `stem` through the system loader first. Errors say what was looked for.
-fn open_lib(stem: &str) -> Result<(Library, PathBuf), String> {
-    // SAFETY: loading a vendor library runs its initializers; these are the vendors' own runtimes.
-    if let Ok(lib) = unsafe { Library::new(stem) } {
+fn open_lib(stem: &str) -> Result<(&'static Library, PathBuf), String> {
+    if let Ok(lib) = load(stem) {
         return Ok((lib, PathBuf::from(stem)));
     }
     for dir in search_dirs() {
@@ -133,8 +139,7 @@ fn open_lib(stem: &str) -> Result<(Library, PathBuf), String> {
         names.sort_by(|a, b| b.len().cmp(&a.len()).then(b.cmp(a)));
         for n in names {
             let path = dir.join(&n);
-            // SAFETY: as above.
-            if let Ok(lib) = unsafe { Library::new(&path) } {
+            if let Ok(lib) = load(&path) {
                 return Ok((lib, path));
             }
         }
@@ -143,7 +148,7 @@ fn open_lib(stem: &str) -> Result<(Library, PathBuf), String> {
 }
 
 /// The first of `stems` that opens.
-fn open_any(stems: &[&str]) -> Result<(Library, PathBuf), String> {
+fn open_any(stems: &[&str]) -> Result<(&'static Library, PathBuf), String> {
     let mut errs = Vec::new();
     for s in stems {
         match open_lib(s) {
@@ -227,7 +232,7 @@ pub struct Runtime {
     graph_launch: Option<unsafe extern "C" fn(Handle, Handle) -> Res>,
     graph_exec_destroy: Option<unsafe extern "C" fn(Handle) -> Res>,
     graph_destroy: Option<unsafe extern "C" fn(Handle) -> Res>,
-    _lib: Library,
+    _lib: &'static Library,
 }
 
 // SAFETY: the table holds C function pointers and the library that keeps them valid; the runtimes
@@ -248,7 +253,7 @@ impl Runtime {
                 .map_err(|e| format!("the HIP runtime is not installed ({e})"))?,
         };
         let n = |cu: &str, hip: &str| if vendor == Vendor::Nvidia { cu.to_string() } else { hip.to_string() };
-        let l = &lib;
+        let l = lib;
         let init: unsafe extern "C" fn(u32) -> Res = sym(l, &n("cuInit", "hipInit"))?;
         let rt = Runtime {
             vendor,
@@ -286,7 +291,8 @@ impl Runtime {
             _lib: lib,
         };
         // SAFETY: plain C call.
-        rt.check("init", unsafe { init(0) })?;
+        rt.check("init", unsafe { init(0) })
+            .map_err(|e| format!("{} loaded, but found no usable GPU: {e}", rt.path.display()))?;
         Ok(rt)
     }
 
@@ -564,7 +570,7 @@ pub struct Rtc {
     code_size: unsafe extern "C" fn(Handle, *mut usize) -> Res,
     code: unsafe extern "C" fn(Handle, *mut c_char) -> Res,
     destroy: unsafe extern "C" fn(*mut Handle) -> Res,
-    _lib: Library,
+    _lib: &'static Library,
 }
 
 // SAFETY: function pointers and the library that keeps them valid; programs are not shared.
@@ -583,7 +589,7 @@ impl Rtc {
         };
         let p = if vendor == Vendor::Nvidia { "nvrtc" } else { "hiprtc" };
         let s = |name: &str| format!("{p}{name}");
-        let version_fn: unsafe extern "C" fn(*mut i32, *mut i32) -> Res = sym(&lib, &s("Version"))?;
+        let version_fn: unsafe extern "C" fn(*mut i32, *mut i32) -> Res = sym(lib, &s("Version"))?;
         let (mut major, mut minor) = (0, 0);
         // SAFETY: writes two ints.
         unsafe { version_fn(&mut major, &mut minor) };
@@ -594,13 +600,13 @@ impl Rtc {
         Ok(Rtc {
             vendor,
             version: format!("{major}.{minor}"),
-            create: sym(&lib, &s("CreateProgram"))?,
-            compile: sym(&lib, &s("CompileProgram"))?,
-            log_size: sym(&lib, &s("GetProgramLogSize"))?,
-            log: sym(&lib, &s("GetProgramLog"))?,
-            code_size: sym(&lib, &s(code_size))?,
-            code: sym(&lib, &s(code))?,
-            destroy: sym(&lib, &s("DestroyProgram"))?,
+            create: sym(lib, &s("CreateProgram"))?,
+            compile: sym(lib, &s("CompileProgram"))?,
+            log_size: sym(lib, &s("GetProgramLogSize"))?,
+            log: sym(lib, &s("GetProgramLog"))?,
+            code_size: sym(lib, &s(code_size))?,
+            code: sym(lib, &s(code))?,
+            destroy: sym(lib, &s("DestroyProgram"))?,
             path,
             _lib: lib,
         })
@@ -672,7 +678,7 @@ pub struct Blas {
     handle: Handle,
     cublas_gemm: Option<CublasGemmEx>,
     rocblas_gemm: Option<RocblasGemmEx>,
-    _libs: Vec<Library>,
+    _libs: Vec<&'static Library>,
 }
 
 type CublasGemmEx = unsafe extern "C" fn(
@@ -733,34 +739,31 @@ impl Blas {
         let (create, set_stream) = match vendor {
             Vendor::Nvidia => {
                 // cuBLAS needs cuBLASLt from its own directory: load that first so the loader finds it.
-                let (lib, path) = open_any(&["libcublas.so"]).map_err(|e| format!("cuBLAS is not installed ({e})"))?;
-                drop(lib);
+                let (_, path) = open_any(&["libcublas.so"]).map_err(|e| format!("cuBLAS is not installed ({e})"))?;
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     if let Some(lt) = std::fs::read_dir(dir).ok().and_then(|rd| {
                         rd.flatten().map(|e| e.path()).find(|p| {
                             p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libcublasLt.so"))
                         })
                     }) {
-                        // SAFETY: NVIDIA's own library.
-                        libs.push(unsafe { Library::new(lt) }.map_err(|e| e.to_string())?);
+                        libs.push(load(lt).map_err(|e| e.to_string())?);
                     }
                 }
-                // SAFETY: as above.
-                let lib = unsafe { Library::new(&path) }.map_err(|e| format!("cuBLAS: {e}"))?;
-                let c: unsafe extern "C" fn(*mut Handle) -> Res = sym(&lib, "cublasCreate_v2")?;
-                let s: unsafe extern "C" fn(Handle, Handle) -> Res = sym(&lib, "cublasSetStream_v2")?;
+                let lib = load(&path).map_err(|e| format!("cuBLAS: {e}"))?;
+                let c: unsafe extern "C" fn(*mut Handle) -> Res = sym(lib, "cublasCreate_v2")?;
+                let s: unsafe extern "C" fn(Handle, Handle) -> Res = sym(lib, "cublasSetStream_v2")?;
                 libs.push(lib);
                 (c, s)
             }
             Vendor::Amd => {
                 let (lib, _) = open_any(&["librocblas.so"]).map_err(|e| format!("rocBLAS is not installed ({e})"))?;
-                let c: unsafe extern "C" fn(*mut Handle) -> Res = sym(&lib, "rocblas_create_handle")?;
-                let s: unsafe extern "C" fn(Handle, Handle) -> Res = sym(&lib, "rocblas_set_stream")?;
+                let c: unsafe extern "C" fn(*mut Handle) -> Res = sym(lib, "rocblas_create_handle")?;
+                let s: unsafe extern "C" fn(Handle, Handle) -> Res = sym(lib, "rocblas_set_stream")?;
                 libs.push(lib);
                 (c, s)
             }
         };
-        let last = libs.last().expect("loaded");
+        let last = *libs.last().expect("loaded");
         let (cublas_gemm, rocblas_gemm) = match vendor {
             Vendor::Nvidia => (Some(sym::<CublasGemmEx>(last, "cublasGemmEx")?), None),
             Vendor::Amd => (None, Some(sym::<RocblasGemmEx>(last, "rocblas_gemm_ex")?)),
