@@ -336,7 +336,8 @@ impl GpuBackend {
         let module = match self.modules.get(file) {
             Some(&m) => m,
             None => {
-                let src = kernels::source(file).ok_or_else(|| self.dev_err(format!("no kernel file {file}")))?;
+                let src =
+                    kernels::source(file).ok_or_else(|| self.dev_err(format!("no kernel file {file}")))?;
                 let code =
                     kernels::code_object(&self.rtc, src, &self.arch).map_err(|log| self.dev_err(log))?;
                 let m = self.rt.load_module(&code).map_err(|e| self.dev_err(e))?;
@@ -350,7 +351,14 @@ impl GpuBackend {
     }
 
     /// Records a launch of `file`'s kernel `name`.
-    fn launch(&mut self, file: &'static str, name: &str, grid: [u32; 3], block: u32, args: Args) -> Result<()> {
+    fn launch(
+        &mut self,
+        file: &'static str,
+        name: &str,
+        grid: [u32; 3],
+        block: u32,
+        args: Args,
+    ) -> Result<()> {
         let f = self.func(file, name)?;
         self.pending.push(Cmd::Launch { f, grid, block, args });
         Ok(())
@@ -391,7 +399,8 @@ impl GpuBackend {
         }
         self.current()?;
         let cmds = std::mem::take(&mut self.pending);
-        let graphable = self.graphs_on && cmds.len() >= 4 && !cmds.iter().any(|c| matches!(c, Cmd::Gemm { .. }));
+        let graphable =
+            self.graphs_on && cmds.len() >= 4 && !cmds.iter().any(|c| matches!(c, Cmd::Gemm { .. }));
         self.graph_clock += 1;
         if graphable {
             if let Some(g) = self.graphs.iter_mut().find(|g| g.0 == cmds) {
@@ -403,7 +412,8 @@ impl GpuBackend {
                 match self.capture(&cmds) {
                     Ok(exec) => {
                         if self.graphs.len() >= MAX_GRAPHS {
-                            let oldest = (0..self.graphs.len()).min_by_key(|&i| self.graphs[i].2).expect("some");
+                            let oldest =
+                                (0..self.graphs.len()).min_by_key(|&i| self.graphs[i].2).expect("some");
                             let (_, g, _) = self.graphs.swap_remove(oldest);
                             self.rt.graph_free(g);
                         }
@@ -437,7 +447,8 @@ impl GpuBackend {
 
     /// Uploads the step to the step buffer (growing it first if needed).
     fn upload_step(&mut self, step: &StepBatch) -> Result<()> {
-        let need = (step.n_tokens().max(1), step.block_table_start.len().max(1), step.block_tables.len().max(1));
+        let need =
+            (step.n_tokens().max(1), step.block_table_start.len().max(1), step.block_tables.len().max(1));
         let (ct, cs, cb) = (self.step_dev.cap_tokens, self.step_dev.cap_seqs, self.step_dev.cap_table);
         if need.0 > ct || need.1 > cs || need.2 > cb {
             let old = self.step_dev.ptr;

@@ -144,7 +144,9 @@ fn open_lib(stem: &str) -> Result<(&'static Library, PathBuf), String> {
             }
         }
     }
-    Err(format!("{stem} not found (searched LD_LIBRARY_PATH, /opt/rocm, /usr/local/cuda*, system and pip dirs)"))
+    Err(format!(
+        "{stem} not found (searched LD_LIBRARY_PATH, /opt/rocm, /usr/local/cuda*, system and pip dirs)"
+    ))
 }
 
 /// The first of `stems` that opens.
@@ -245,7 +247,7 @@ pub type ApiResult<T> = std::result::Result<T, String>;
 
 impl Runtime {
     /// Opens and initializes the runtime of `vendor`.
-    pub fn open(vendor: Vendor) -> ApiResult<Runtime> {
+    pub(crate) fn open(vendor: Vendor) -> ApiResult<Runtime> {
         let (lib, path) = match vendor {
             Vendor::Nvidia => open_any(&["libcuda.so.1", "libcuda.so"])
                 .map_err(|e| format!("the CUDA driver is not installed ({e})"))?,
@@ -297,7 +299,7 @@ impl Runtime {
     }
 
     /// `Ok` for success, else the call's name and the runtime's message.
-    pub fn check(&self, what: &str, r: Res) -> ApiResult<()> {
+    pub(crate) fn check(&self, what: &str, r: Res) -> ApiResult<()> {
         if r == 0 {
             return Ok(());
         }
@@ -315,7 +317,7 @@ impl Runtime {
     }
 
     /// Number of devices.
-    pub fn device_count(&self) -> ApiResult<usize> {
+    pub(crate) fn device_count(&self) -> ApiResult<usize> {
         let mut n = 0;
         // SAFETY: writes one int.
         self.check("device count", unsafe { (self.device_count)(&mut n) })?;
@@ -323,7 +325,7 @@ impl Runtime {
     }
 
     /// Device handle of ordinal `i`.
-    pub fn device(&self, i: usize) -> ApiResult<i32> {
+    pub(crate) fn device(&self, i: usize) -> ApiResult<i32> {
         let mut d = 0;
         // SAFETY: writes one int.
         self.check("device get", unsafe { (self.device_get)(&mut d, i as i32) })?;
@@ -331,7 +333,7 @@ impl Runtime {
     }
 
     /// Marketing name of a device.
-    pub fn device_name(&self, dev: i32) -> ApiResult<String> {
+    pub(crate) fn device_name(&self, dev: i32) -> ApiResult<String> {
         let mut buf = [0 as c_char; 256];
         // SAFETY: the buffer length is passed.
         self.check("device name", unsafe { (self.device_name)(buf.as_mut_ptr(), 256, dev) })?;
@@ -339,7 +341,7 @@ impl Runtime {
     }
 
     /// Total memory of a device in bytes.
-    pub fn device_total_mem(&self, dev: i32) -> ApiResult<usize> {
+    pub(crate) fn device_total_mem(&self, dev: i32) -> ApiResult<usize> {
         let mut b = 0usize;
         // SAFETY: writes one size_t.
         self.check("device memory", unsafe { (self.device_total_mem)(&mut b, dev) })?;
@@ -347,7 +349,7 @@ impl Runtime {
     }
 
     /// The compiler target of a device: `sm_XY` (compute capability) or `gfx…` (from the properties).
-    pub fn device_arch(&self, dev: i32) -> ApiResult<String> {
+    pub(crate) fn device_arch(&self, dev: i32) -> ApiResult<String> {
         match self.vendor {
             Vendor::Nvidia => {
                 let (mut major, mut minor) = (0, 0);
@@ -366,7 +368,8 @@ impl Runtime {
                 let mut buf = vec![0u8; 16384];
                 // SAFETY: the buffer is larger than any release's struct.
                 self.check("device properties", unsafe { f(buf.as_mut_ptr(), dev) })?;
-                let at = buf.windows(3).position(|w| w == b"gfx").ok_or("no gfx architecture in properties")?;
+                let at =
+                    buf.windows(3).position(|w| w == b"gfx").ok_or("no gfx architecture in properties")?;
                 let name: String = buf[at..]
                     .iter()
                     .take_while(|&&c| c.is_ascii_alphanumeric() || c == b'_')
@@ -378,7 +381,7 @@ impl Runtime {
     }
 
     /// The driver (CUDA) or runtime (HIP) version number.
-    pub fn version(&self) -> i32 {
+    pub(crate) fn version(&self) -> i32 {
         let mut v = 0;
         // SAFETY: writes one int.
         unsafe { (self.driver_version)(&mut v) };
@@ -386,7 +389,7 @@ impl Runtime {
     }
 
     /// Makes device `dev` current on this thread; returns the context to keep (NVIDIA).
-    pub fn activate(&self, dev: i32, ctx: &mut Handle) -> ApiResult<()> {
+    pub(crate) fn activate(&self, dev: i32, ctx: &mut Handle) -> ApiResult<()> {
         match (self.ctx_retain, self.ctx_set, self.set_device) {
             (Some(retain), Some(set), _) => {
                 if ctx.is_null() {
@@ -403,33 +406,33 @@ impl Runtime {
     }
 
     /// Free and total memory of the current device.
-    pub fn mem_info(&self) -> ApiResult<(usize, usize)> {
+    pub(crate) fn mem_info(&self) -> ApiResult<(usize, usize)> {
         let (mut free, mut total) = (0, 0);
         // SAFETY: writes two size_t.
         self.check("memory info", unsafe { (self.mem_get_info)(&mut free, &mut total) })?;
         Ok((free, total))
     }
 
-    pub fn alloc(&self, bytes: usize) -> ApiResult<DevPtr> {
+    pub(crate) fn alloc(&self, bytes: usize) -> ApiResult<DevPtr> {
         let mut p = 0;
         // SAFETY: writes one pointer.
         self.check("alloc", unsafe { (self.mem_alloc)(&mut p, bytes.max(1)) })?;
         Ok(p)
     }
 
-    pub fn free(&self, p: DevPtr) {
+    pub(crate) fn free(&self, p: DevPtr) {
         // SAFETY: `p` came from `alloc` and is freed once (by its owner).
         unsafe { (self.mem_free)(p) };
     }
 
     /// Copies host bytes to the device (ordered on `stream`; the source may be reused on return).
-    pub fn htod(&self, dst: DevPtr, src: &[u8], stream: Handle) -> ApiResult<()> {
+    pub(crate) fn htod(&self, dst: DevPtr, src: &[u8], stream: Handle) -> ApiResult<()> {
         // SAFETY: the caller checked that `dst` holds `src.len()` bytes.
         self.check("copy to device", unsafe { (self.htod)(dst, src.as_ptr().cast(), src.len(), stream) })
     }
 
     /// Copies device bytes to the host and waits for it.
-    pub fn dtoh(&self, dst: &mut [u8], src: DevPtr, stream: Handle) -> ApiResult<()> {
+    pub(crate) fn dtoh(&self, dst: &mut [u8], src: DevPtr, stream: Handle) -> ApiResult<()> {
         // SAFETY: the caller checked that `src` holds `dst.len()` bytes.
         unsafe {
             self.check("copy to host", (self.dtoh)(dst.as_mut_ptr().cast(), src, dst.len(), stream))?;
@@ -437,37 +440,37 @@ impl Runtime {
         self.sync(stream)
     }
 
-    pub fn dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize, stream: Handle) -> ApiResult<()> {
+    pub(crate) fn dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize, stream: Handle) -> ApiResult<()> {
         // SAFETY: the caller checked both ranges.
         self.check("device copy", unsafe { (self.dtod)(dst, src, bytes, stream) })
     }
 
-    pub fn zero(&self, dst: DevPtr, bytes: usize, stream: Handle) -> ApiResult<()> {
+    pub(crate) fn zero(&self, dst: DevPtr, bytes: usize, stream: Handle) -> ApiResult<()> {
         // SAFETY: the caller checked the range.
         self.check("memset", unsafe { (self.memset8)(dst, 0, bytes, stream) })
     }
 
-    pub fn stream(&self) -> ApiResult<Handle> {
+    pub(crate) fn stream(&self) -> ApiResult<Handle> {
         let mut s = std::ptr::null_mut();
         // SAFETY: writes one handle; flag 1 = non-blocking (does not sync with the legacy stream).
         self.check("stream create", unsafe { (self.stream_create)(&mut s, 1) })?;
         Ok(s)
     }
 
-    pub fn sync(&self, stream: Handle) -> ApiResult<()> {
+    pub(crate) fn sync(&self, stream: Handle) -> ApiResult<()> {
         // SAFETY: a stream of this runtime.
         self.check("stream synchronize", unsafe { (self.stream_sync)(stream) })
     }
 
     /// Loads a code object (cubin / hsaco) and returns its module.
-    pub fn load_module(&self, image: &[u8]) -> ApiResult<Handle> {
+    pub(crate) fn load_module(&self, image: &[u8]) -> ApiResult<Handle> {
         let mut m = std::ptr::null_mut();
         // SAFETY: the image is a complete code object produced by the matching compiler.
         self.check("module load", unsafe { (self.module_load)(&mut m, image.as_ptr().cast()) })?;
         Ok(m)
     }
 
-    pub fn function(&self, module: Handle, name: &str) -> ApiResult<Handle> {
+    pub(crate) fn function(&self, module: Handle, name: &str) -> ApiResult<Handle> {
         let mut f = std::ptr::null_mut();
         let c = std::ffi::CString::new(name).map_err(|e| e.to_string())?;
         // SAFETY: a loaded module and a NUL-terminated name.
@@ -476,7 +479,7 @@ impl Runtime {
     }
 
     /// Launches `f` with `params` (pointers to each argument's value).
-    pub fn launch(
+    pub(crate) fn launch(
         &self,
         f: Handle,
         grid: [u32; 3],
@@ -504,21 +507,21 @@ impl Runtime {
     }
 
     /// Whether stream capture into graphs is available.
-    pub fn has_graphs(&self) -> bool {
+    pub(crate) fn has_graphs(&self) -> bool {
         self.capture_begin.is_some()
             && self.capture_end.is_some()
             && self.graph_instantiate.is_some()
             && self.graph_launch.is_some()
     }
 
-    pub fn begin_capture(&self, stream: Handle) -> ApiResult<()> {
+    pub(crate) fn begin_capture(&self, stream: Handle) -> ApiResult<()> {
         let f = self.capture_begin.ok_or("no graphs")?;
         // SAFETY: mode 2 = relaxed (thread-local capture does not restrict other threads' calls).
         self.check("begin capture", unsafe { f(stream, 2) })
     }
 
     /// Ends capture and instantiates the graph.
-    pub fn end_capture(&self, stream: Handle) -> ApiResult<Handle> {
+    pub(crate) fn end_capture(&self, stream: Handle) -> ApiResult<Handle> {
         let (end, inst) = (self.capture_end.ok_or("no graphs")?, self.graph_instantiate.ok_or("no graphs")?);
         let mut g = std::ptr::null_mut();
         // SAFETY: writes one graph handle.
@@ -533,13 +536,13 @@ impl Runtime {
         r.map(|_| exec)
     }
 
-    pub fn graph_launch(&self, exec: Handle, stream: Handle) -> ApiResult<()> {
+    pub(crate) fn graph_launch(&self, exec: Handle, stream: Handle) -> ApiResult<()> {
         let f = self.graph_launch.ok_or("no graphs")?;
         // SAFETY: an instantiated graph.
         self.check("graph launch", unsafe { f(exec, stream) })
     }
 
-    pub fn graph_free(&self, exec: Handle) {
+    pub(crate) fn graph_free(&self, exec: Handle) {
         if let Some(f) = self.graph_exec_destroy {
             // SAFETY: an instantiated graph, destroyed once.
             unsafe { f(exec) };
@@ -579,13 +582,15 @@ unsafe impl Sync for Rtc {}
 
 impl Rtc {
     /// Opens the compiler of `vendor`.
-    pub fn open(vendor: Vendor) -> ApiResult<Rtc> {
+    pub(crate) fn open(vendor: Vendor) -> ApiResult<Rtc> {
         let (lib, path) = match vendor {
-            Vendor::Nvidia => open_any(&["libnvrtc.so"])
-                .map_err(|e| format!("NVRTC is not installed ({e}); e.g. pip install nvidia-cuda-nvrtc-cu12"))?,
+            Vendor::Nvidia => open_any(&["libnvrtc.so"]).map_err(|e| {
+                format!("NVRTC is not installed ({e}); e.g. pip install nvidia-cuda-nvrtc-cu12")
+            })?,
             // ROCm 6 ships hiprtc on its own; ROCm 5 (Debian's libamdhip64-5) has it inside libamdhip64.
-            Vendor::Amd => open_any(&["libhiprtc.so", "libamdhip64.so"])
-                .map_err(|e| format!("hiprtc is not installed ({e}); e.g. apt-get install libamdhip64-dev"))?,
+            Vendor::Amd => open_any(&["libhiprtc.so", "libamdhip64.so"]).map_err(|e| {
+                format!("hiprtc is not installed ({e}); e.g. apt-get install libamdhip64-dev")
+            })?,
         };
         let p = if vendor == Vendor::Nvidia { "nvrtc" } else { "hiprtc" };
         let s = |name: &str| format!("{p}{name}");
@@ -613,7 +618,7 @@ impl Rtc {
     }
 
     /// Compiles `source` (with `headers` as `(name, text)`) for `arch`; the code object, or the log.
-    pub fn compile(
+    pub(crate) fn compile(
         &self,
         name: &str,
         source: &str,
@@ -628,14 +633,23 @@ impl Rtc {
         let hsp: Vec<*const c_char> = hs.iter().map(|s| s.as_ptr()).collect();
         let hnp: Vec<*const c_char> = hn.iter().map(|s| s.as_ptr()).collect();
         let opts: Vec<CString> = match self.vendor {
-            Vendor::Nvidia => vec![c(&format!("--gpu-architecture={arch}"))?, c("-DPRISM_CUDA")?, c("-std=c++17")?],
+            Vendor::Nvidia => {
+                vec![c(&format!("--gpu-architecture={arch}"))?, c("-DPRISM_CUDA")?, c("-std=c++17")?]
+            }
             Vendor::Amd => vec![c(&format!("--gpu-architecture={arch}"))?, c("-O3")?],
         };
         let optp: Vec<*const c_char> = opts.iter().map(|s| s.as_ptr()).collect();
         let mut prog: Handle = std::ptr::null_mut();
         // SAFETY: all strings are NUL-terminated and outlive the program.
         let r = unsafe {
-            (self.create)(&mut prog, src.as_ptr(), cname.as_ptr(), hs.len() as i32, hsp.as_ptr(), hnp.as_ptr())
+            (self.create)(
+                &mut prog,
+                src.as_ptr(),
+                cname.as_ptr(),
+                hs.len() as i32,
+                hsp.as_ptr(),
+                hnp.as_ptr(),
+            )
         };
         if r != 0 {
             return Err(format!("{name}: create program failed with error {r}"));
@@ -734,29 +748,20 @@ unsafe impl Send for Blas {}
 
 impl Blas {
     /// Opens the BLAS of `vendor` and binds a handle to `stream` (the device must be current).
-    pub fn open(vendor: Vendor, stream: Handle) -> ApiResult<Blas> {
+    pub(crate) fn open(vendor: Vendor, stream: Handle) -> ApiResult<Blas> {
         let mut libs = Vec::new();
         let (create, set_stream) = match vendor {
             Vendor::Nvidia => {
-                // cuBLAS needs cuBLASLt from its own directory: load that first so the loader finds it.
-                let (_, path) = open_any(&["libcublas.so"]).map_err(|e| format!("cuBLAS is not installed ({e})"))?;
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    if let Some(lt) = std::fs::read_dir(dir).ok().and_then(|rd| {
-                        rd.flatten().map(|e| e.path()).find(|p| {
-                            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libcublasLt.so"))
-                        })
-                    }) {
-                        libs.push(load(lt).map_err(|e| e.to_string())?);
-                    }
-                }
-                let lib = load(&path).map_err(|e| format!("cuBLAS: {e}"))?;
+                let (lib, _) =
+                    open_any(&["libcublas.so"]).map_err(|e| format!("cuBLAS is not installed ({e})"))?;
                 let c: unsafe extern "C" fn(*mut Handle) -> Res = sym(lib, "cublasCreate_v2")?;
                 let s: unsafe extern "C" fn(Handle, Handle) -> Res = sym(lib, "cublasSetStream_v2")?;
                 libs.push(lib);
                 (c, s)
             }
             Vendor::Amd => {
-                let (lib, _) = open_any(&["librocblas.so"]).map_err(|e| format!("rocBLAS is not installed ({e})"))?;
+                let (lib, _) =
+                    open_any(&["librocblas.so"]).map_err(|e| format!("rocBLAS is not installed ({e})"))?;
                 let c: unsafe extern "C" fn(*mut Handle) -> Res = sym(lib, "rocblas_create_handle")?;
                 let s: unsafe extern "C" fn(Handle, Handle) -> Res = sym(lib, "rocblas_set_stream")?;
                 libs.push(lib);
@@ -785,7 +790,7 @@ impl Blas {
     /// `[m, k]`-by-rows (lda = k), B `[n, k]`-by-rows (ldb = k), f32 C (ldc = m), f32 accumulation.
     /// Row-major reading: `out[n, m] = x[n, k] · W[m, k]ᵀ`.
     #[allow(clippy::too_many_arguments)]
-    pub fn gemm_tn(
+    pub(crate) fn gemm_tn(
         &self,
         ty: GemmType,
         m: usize,
@@ -808,7 +813,27 @@ impl Blas {
                 };
                 // SAFETY: device pointers sized by the caller; 68 = CUBLAS_COMPUTE_32F, -1 = default algo.
                 unsafe {
-                    (self.cublas_gemm.expect("cublas"))(self.handle, 1, 0, m, n, k, ap, a, t, k, b, t, k, bp, c, 0, m, 68, -1)
+                    (self.cublas_gemm.expect("cublas"))(
+                        self.handle,
+                        1,
+                        0,
+                        m,
+                        n,
+                        k,
+                        ap,
+                        a,
+                        t,
+                        k,
+                        b,
+                        t,
+                        k,
+                        bp,
+                        c,
+                        0,
+                        m,
+                        68,
+                        -1,
+                    )
                 }
             }
             Vendor::Amd => {
@@ -819,7 +844,30 @@ impl Blas {
                 // SAFETY: as above; 112/111 = transpose/none, compute f32, standard algo.
                 unsafe {
                     (self.rocblas_gemm.expect("rocblas"))(
-                        self.handle, 112, 111, m, n, k, ap, a, t, k, b, t, k, bp, c, 151, m, c, 151, m, 151, 0, 0, 0,
+                        self.handle,
+                        112,
+                        111,
+                        m,
+                        n,
+                        k,
+                        ap,
+                        a,
+                        t,
+                        k,
+                        b,
+                        t,
+                        k,
+                        bp,
+                        c,
+                        151,
+                        m,
+                        c,
+                        151,
+                        m,
+                        151,
+                        0,
+                        0,
+                        0,
                     )
                 }
             }

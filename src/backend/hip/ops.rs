@@ -1,11 +1,11 @@
 //! The op set of the HIP/CUDA backend: argument checks (as the CPU backend makes them), then recorded
 //! kernel launches, copies and BLAS GEMMs.
 
-use super::{Args, BLOCK, Cmd, DBuf, DKv, DWeight, GpuBackend, MAX_GEMV_TOKENS, Scratch, weights};
 use super::api::GemmType;
+use super::{Args, BLOCK, Cmd, DBuf, DKv, DWeight, GpuBackend, MAX_GEMV_TOKENS, Scratch, weights};
 use crate::backend::{
-    AttnShape, Backend, BackendError, BackendInfo, BufId, DType, HostTensor, KvId, KvSpec, MatmulMode, Result,
-    StepBatch, WeightId,
+    AttnShape, Backend, BackendError, BackendInfo, BufId, DType, HostTensor, KvId, KvSpec, MatmulMode,
+    Result, StepBatch, WeightId,
 };
 
 fn invalid(op: &'static str, detail: impl Into<String>) -> BackendError {
@@ -72,7 +72,8 @@ impl GpuBackend {
 
     /// The cache `kv` checked against `layer`, `shape` and the step (as the CPU backend checks them).
     fn kv_for(&self, op: &'static str, kv: KvId, layer: usize, shape: &AttnShape, n: usize) -> Result<&DKv> {
-        let cache = self.kvs.get(kv.0 as usize).ok_or_else(|| invalid(op, format!("unknown kv cache {}", kv.0)))?;
+        let cache =
+            self.kvs.get(kv.0 as usize).ok_or_else(|| invalid(op, format!("unknown kv cache {}", kv.0)))?;
         let spec = cache.spec;
         if layer >= spec.layers {
             return Err(invalid(op, format!("layer {layer} >= {} layers", spec.layers)));
@@ -87,7 +88,10 @@ impl GpuBackend {
             ));
         }
         if shape.heads == 0 || shape.kv_heads == 0 || !shape.heads.is_multiple_of(shape.kv_heads) {
-            return Err(invalid(op, format!("{} heads is not a multiple of {} kv heads", shape.heads, shape.kv_heads)));
+            return Err(invalid(
+                op,
+                format!("{} heads is not a multiple of {} kv heads", shape.heads, shape.kv_heads),
+            ));
         }
         if shape.head_dim == 0 || !shape.head_dim.is_multiple_of(2) {
             return Err(invalid(op, format!("head_dim {} is not even and positive", shape.head_dim)));
@@ -109,7 +113,8 @@ impl GpuBackend {
     fn gemm(&mut self, wi: usize, x: u64, out: u64, rows: usize, mode: MatmulMode) -> Result<()> {
         let op = "matmul";
         let w = &self.weights[wi];
-        let (wr, wc, layout, (data, sc, mn), bias) = (w.rows, w.cols, w.layout, (w.data, w.scales, w.mins), w.bias);
+        let (wr, wc, layout, (data, sc, mn), bias) =
+            (w.rows, w.cols, w.layout, (w.data, w.scales, w.mins), w.bias);
         let n_w = mul(op, wr, wc)?;
         let (ty, a) = match layout {
             DType::F16 => (GemmType::F16, data),
@@ -174,7 +179,8 @@ impl Backend for GpuBackend {
 
     fn upload_weight(&mut self, parts: &[HostTensor], bias: Option<&[f32]>) -> Result<WeightId> {
         let hw = weights::prepare(parts, bias)?;
-        let id = u32::try_from(self.weights.len()).map_err(|_| invalid("upload_weight", "too many weights"))?;
+        let id =
+            u32::try_from(self.weights.len()).map_err(|_| invalid("upload_weight", "too many weights"))?;
         let what = format!("weight {}", hw.name);
         let data = self.alloc_from(&hw.data, &what)?;
         let scales = if hw.scales.is_empty() { 0 } else { self.alloc_from(&hw.scales, &what)? };
@@ -243,7 +249,15 @@ impl Backend for GpuBackend {
         self.launch("embed", &format!("embed_{}", layout_name(layout)), [n as u32, 1, 1], BLOCK, args)
     }
 
-    fn rms_norm(&mut self, x: BufId, weight: BufId, out: BufId, rows: usize, dim: usize, eps: f32) -> Result<()> {
+    fn rms_norm(
+        &mut self,
+        x: BufId,
+        weight: BufId,
+        out: BufId,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+    ) -> Result<()> {
         let op = "rms_norm";
         distinct(op, x, out)?;
         distinct(op, weight, out)?;
@@ -263,7 +277,8 @@ impl Backend for GpuBackend {
         let op = "matmul";
         distinct(op, x, out)?;
         let wt = self.weight(op, w)?;
-        let (wr, wc, layout, ptrs, bias) = (wt.rows, wt.cols, wt.layout, (wt.data, wt.scales, wt.mins), wt.bias);
+        let (wr, wc, layout, ptrs, bias) =
+            (wt.rows, wt.cols, wt.layout, (wt.data, wt.scales, wt.mins), wt.bias);
         let (xl, ol) = (mul(op, rows, wc)?, mul(op, rows, wr)?);
         let xp = self.f32s(op, "x", x, xl)?;
         let o = self.f32s(op, "out", out, ol)?;
@@ -285,18 +300,9 @@ impl Backend for GpuBackend {
         }
         let per_block = (BLOCK / self.warp) as usize;
         let acc = usize::from(mode == MatmulMode::Accumulate);
-        if rows == 1 && (layout.is_quantized() || wc.is_multiple_of(8)) {
-            // One token: several rows per warp share each activation load (hip/gemv.hip, `_r`).
-            let per_warp = if layout.is_quantized() { 4 } else { 2 };
-            let grid = wr.div_ceil(per_block * per_warp).min(1 << 20) as u32;
-            let name = format!("gemv_{}_r", layout_name(layout));
-            let args = Args::new().p(ptrs.0).p(ptrs.1).p(ptrs.2).p(bias).p(xp).p(o).i(wr).i(wc).i(acc);
-            return self.launch("gemv", &name, [grid, 1, 1], BLOCK, args);
-        }
         let name = format!("gemv_{}{}", layout_name(layout), if rows == 1 { "_t1" } else { "" });
         let grid = wr.div_ceil(per_block).min(1 << 20) as u32;
-        let args =
-            Args::new().p(ptrs.0).p(ptrs.1).p(ptrs.2).p(bias).p(xp).p(o).i(wr).i(wc).i(rows).i(acc);
+        let args = Args::new().p(ptrs.0).p(ptrs.1).p(ptrs.2).p(bias).p(xp).p(o).i(wr).i(wc).i(rows).i(acc);
         self.launch("gemv", &name, [grid, 1, 1], BLOCK, args)
     }
 
@@ -337,7 +343,7 @@ impl Backend for GpuBackend {
             .i(shape.kv_heads)
             .i(shape.head_dim)
             .i(spec.block_size);
-        self.launch("rope_store_kv", "rope_store_kv", [n as u32, 1, 1], 128, args)
+        self.launch("rope_store_kv", "rope_store_kv", [n as u32, 1, 1], 512, args)
     }
 
     fn attention(
@@ -460,7 +466,11 @@ impl Backend for GpuBackend {
             return Err(invalid(op, format!("ranges overlap in buffer {}", src.0)));
         }
         if len > 0 {
-            self.pending.push(Cmd::Copy { dst: dp + 4 * dst_off as u64, src: sp + 4 * src_off as u64, bytes: 4 * len });
+            self.pending.push(Cmd::Copy {
+                dst: dp + 4 * dst_off as u64,
+                src: sp + 4 * src_off as u64,
+                bytes: 4 * len,
+            });
         }
         Ok(())
     }
@@ -486,7 +496,7 @@ impl Backend for GpuBackend {
             return Ok(());
         }
         let args = Args::new().p(xp).p(o).i(cols);
-        self.launch("argmax", "argmax", [rows as u32, 1, 1], BLOCK, args)
+        self.launch("argmax", "argmax", [rows as u32, 1, 1], 1024, args)
     }
 
     fn submit(&mut self) -> Result<()> {

@@ -44,7 +44,11 @@ pub fn prepare(parts: &[HostTensor], bias: Option<&[f32]>) -> Result<HostWeight>
             return Err(invalid(format!("tensor {} has rows of {c}, not whole {dtype} blocks", p.name)));
         }
         if r.checked_mul(c).and_then(|n| dtype.bytes_for(n)) != Some(p.bytes.len()) {
-            return Err(invalid(format!("tensor {} holds {} bytes, not {r}×{c} {dtype}", p.name, p.bytes.len())));
+            return Err(invalid(format!(
+                "tensor {} holds {} bytes, not {r}×{c} {dtype}",
+                p.name,
+                p.bytes.len()
+            )));
         }
         rows += r;
     }
