@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stages what the H100 run needs into the lead checkout's git-ignored .dev/hip (the device tool ships
 # that checkout): stripped binaries, the goldens and stories260K, the peer kit, llama.cpp sources, a
-# tokenizer, and the SmolLM2 GGUF in two parts (one per call: a call carries at most 64 MiB).
+# tokenizer and the run script. (Runs 1-2 also carried the SmolLM2 GGUF, in two parts: a call carries at
+# most 64 MiB; run1.sh and run2.sh read them.)
 set -euo pipefail
 WT=$(cd "$(dirname "$0")/../.." && pwd)
 D=${DEST:-/work/main/.dev/hip}
