@@ -38,11 +38,27 @@ enum Command {
     },
     /// Measure prefill (pp) and decode (tg) tokens/s, like llama-bench.
     Bench(BenchArgs),
+    /// Compile the HIP/CUDA kernels ahead of time.
+    Kernels {
+        #[command(subcommand)]
+        command: KernelsCommand,
+    },
     /// Fetch a known model (default: smollm2) into the user cache, verify it, print its path.
     Pull {
         /// Model name.
         #[arg(default_value = "smollm2")]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KernelsCommand {
+    /// Compile every kernel for each architecture into the kernel cache (no GPU needed): gfx… through
+    /// hiprtc, sm_… through NVRTC. Fails with the compiler's log when a kernel does not compile.
+    Build {
+        /// Comma-separated architectures, e.g. gfx90a,gfx1030,sm_80,sm_90.
+        #[arg(long, value_delimiter = ',', required = true)]
+        arch: Vec<String>,
     },
 }
 
@@ -193,6 +209,7 @@ fn main() {
         Command::Run(a) => run(a),
         Command::Devices { threads } => devices(threads),
         Command::Bench(a) => bench_cmd(a),
+        Command::Kernels { command: KernelsCommand::Build { arch } } => kernels_build(&arch),
         Command::Pull { name } => pull_cmd(&name).map(|path| println!("{}", path.display())),
     };
     if let Err(e) = result {
@@ -392,6 +409,22 @@ fn devices(threads: usize) -> Result<()> {
             Err(why) => println!("{}: not available: {why}", report.kind.name()),
         }
     }
+    Ok(())
+}
+
+fn kernels_build(archs: &[String]) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let built = backend::hip::kernels::build_all(archs, |b| {
+        eprintln!("compiled {} for {} ({} bytes)", b.name, b.arch, b.bytes);
+    })
+    .map_err(|log| anyhow::anyhow!("kernel build failed: {log}"))?;
+    println!(
+        "{} kernel files for {} in {:.1} s, cached in {}",
+        built.len(),
+        archs.join(","),
+        t0.elapsed().as_secs_f64(),
+        backend::hip::kernels::cache_dir().display()
+    );
     Ok(())
 }
 

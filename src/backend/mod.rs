@@ -13,6 +13,7 @@
 
 mod check;
 pub mod cpu;
+pub mod hip;
 mod host;
 pub mod quant;
 pub mod wgpu;
@@ -372,10 +373,6 @@ pub struct BackendReport {
     pub devices: std::result::Result<Vec<String>, String>,
 }
 
-fn not_built(kind: BackendKind) -> String {
-    format!("the {} backend is not part of this build yet", kind.name())
-}
-
 /// Probes every backend: its devices, or the reason it is unavailable.
 pub fn probe_all(threads: usize) -> Vec<BackendReport> {
     BackendKind::CONCRETE
@@ -387,18 +384,26 @@ pub fn probe_all(threads: usize) -> Vec<BackendReport> {
                     cpu::CpuBackend::new(threads).map(|b| vec![b.info().device]).map_err(|e| e.to_string())
                 }
                 BackendKind::Wgpu => self::wgpu::probe(),
-                _ => Err(not_built(kind)),
+                BackendKind::Hip | BackendKind::Cuda => hip::probe(kind),
+                BackendKind::Auto => Err("auto is not a backend".into()),
             },
         })
         .collect()
 }
 
-/// Creates a backend; `Auto` takes the first concrete backend that starts.
+/// Creates a backend; `Auto` takes the first concrete backend that starts (CUDA, HIP, a hardware
+/// wgpu adapter, then the CPU).
 pub fn create(kind: BackendKind, opts: BackendOptions) -> Result<Box<dyn Backend>> {
     match kind {
         BackendKind::Auto => {
             let mut reasons = Vec::new();
             for k in BackendKind::CONCRETE {
+                // A software Vulkan device (lavapipe) is slower than the CPU backend: `auto` skips
+                // it; `--backend wgpu` still takes it.
+                if k == BackendKind::Wgpu && !self::wgpu::has_hardware_adapter(opts.device) {
+                    reasons.push(format!("wgpu: device {} is not a hardware GPU", opts.device));
+                    continue;
+                }
                 match create(k, opts) {
                     Ok(b) => return Ok(b),
                     Err(e) => reasons.push(e.to_string()),
@@ -416,6 +421,6 @@ pub fn create(kind: BackendKind, opts: BackendOptions) -> Result<Box<dyn Backend
             Ok(Box::new(cpu::CpuBackend::new(opts.threads)?))
         }
         BackendKind::Wgpu => Ok(Box::new(self::wgpu::WgpuBackend::new(opts.device)?)),
-        other => Err(BackendError::Unavailable { backend: other.name().into(), reason: not_built(other) }),
+        BackendKind::Hip | BackendKind::Cuda => Ok(Box::new(hip::GpuBackend::new(kind, opts.device)?)),
     }
 }

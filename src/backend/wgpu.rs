@@ -23,7 +23,7 @@ use super::{
     Result, StepBatch, WeightId,
 };
 
-pub use self::device::probe;
+pub use self::device::{has_hardware_adapter, probe};
 
 /// Bytes of one dispatch's parameter slot (the largest `min_uniform_buffer_offset_alignment`).
 const SLOT: u64 = 256;

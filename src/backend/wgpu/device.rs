@@ -35,6 +35,11 @@ pub fn adapters() -> Vec<wgpu::Adapter> {
     list
 }
 
+/// Whether adapter `index` exists and is a GPU rather than a CPU implementation of Vulkan.
+pub fn has_hardware_adapter(index: usize) -> bool {
+    adapters().get(index).is_some_and(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+}
+
 /// One line about an adapter: name, API, type, and the features and limits that matter here.
 pub fn describe(a: &wgpu::Adapter) -> String {
     let (info, f, l) = (a.get_info(), a.features(), a.limits());

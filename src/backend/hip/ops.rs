@@ -1,0 +1,531 @@
+//! The op set of the HIP/CUDA backend: argument checks (as the CPU backend makes them), then recorded
+//! kernel launches, copies and BLAS GEMMs.
+
+use super::api::GemmType;
+use super::{Args, BLOCK, Cmd, DBuf, DKv, DWeight, GpuBackend, MAX_GEMV_TOKENS, Scratch, weights};
+use crate::backend::{
+    AttnShape, Backend, BackendError, BackendInfo, BufId, DType, HostTensor, KvId, KvSpec, MatmulMode,
+    Result, StepBatch, WeightId,
+};
+
+fn invalid(op: &'static str, detail: impl Into<String>) -> BackendError {
+    BackendError::InvalidArgument { op, detail: detail.into() }
+}
+
+fn mul(op: &'static str, a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or_else(|| invalid(op, format!("size {a} × {b} overflows")))
+}
+
+fn distinct(op: &'static str, a: BufId, b: BufId) -> Result<()> {
+    if a == b {
+        return Err(invalid(op, format!("buffer {} is both input and output", a.0)));
+    }
+    Ok(())
+}
+
+/// Kernel-name suffix of a stored layout.
+fn layout_name(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        DType::Q8_0 => "q8_0",
+        DType::Q4_0 => "q4_0",
+        _ => "q4_1",
+    }
+}
+
+/// Query heads per kv head and `group · head_dim` the attention kernel holds (hip/attention.hip).
+const MAX_GROUP: usize = 16;
+const MAX_QROW: usize = 2048;
+/// Threads (= positions per chunk) of the attention kernel.
+const ATTN_BLOCK: u32 = 128;
+
+impl GpuBackend {
+    fn buf(&self, op: &'static str, id: BufId) -> Result<&DBuf> {
+        self.bufs.get(id.0 as usize).ok_or_else(|| invalid(op, format!("unknown buffer {}", id.0)))
+    }
+
+    /// Device address of f32 buffer `id`, checked to hold `len` elements.
+    fn f32s(&self, op: &'static str, name: &str, id: BufId, len: usize) -> Result<u64> {
+        let b = self.buf(op, id)?;
+        if b.u32 {
+            return Err(invalid(op, format!("{name} (buffer {}) is u32, not f32", id.0)));
+        }
+        if b.len < len {
+            return Err(invalid(op, format!("{name} (buffer {}) has {} elements, needs {len}", id.0, b.len)));
+        }
+        Ok(b.ptr)
+    }
+
+    fn weight(&self, op: &'static str, id: WeightId) -> Result<&DWeight> {
+        self.weights.get(id.0 as usize).ok_or_else(|| invalid(op, format!("unknown weight {}", id.0)))
+    }
+
+    fn push_buf(&mut self, len: usize, u32: bool) -> Result<BufId> {
+        let id = u32::try_from(self.bufs.len()).map_err(|_| invalid("alloc", "too many buffers"))?;
+        let bytes = len.checked_mul(4).ok_or_else(|| invalid("alloc", "size overflows"))?;
+        let ptr = self.raw_alloc(bytes, "buffer")?;
+        self.bufs.push(DBuf { ptr, len, u32 });
+        Ok(BufId(id))
+    }
+
+    /// The cache `kv` checked against `layer`, `shape` and the step (as the CPU backend checks them).
+    fn kv_for(&self, op: &'static str, kv: KvId, layer: usize, shape: &AttnShape, n: usize) -> Result<&DKv> {
+        let cache =
+            self.kvs.get(kv.0 as usize).ok_or_else(|| invalid(op, format!("unknown kv cache {}", kv.0)))?;
+        let spec = cache.spec;
+        if layer >= spec.layers {
+            return Err(invalid(op, format!("layer {layer} >= {} layers", spec.layers)));
+        }
+        if shape.kv_heads != spec.kv_heads || shape.head_dim != spec.head_dim {
+            return Err(invalid(
+                op,
+                format!(
+                    "shape has {} kv heads of {}, the cache {} of {}",
+                    shape.kv_heads, shape.head_dim, spec.kv_heads, spec.head_dim
+                ),
+            ));
+        }
+        if shape.heads == 0 || shape.kv_heads == 0 || !shape.heads.is_multiple_of(shape.kv_heads) {
+            return Err(invalid(
+                op,
+                format!("{} heads is not a multiple of {} kv heads", shape.heads, shape.kv_heads),
+            ));
+        }
+        if shape.head_dim == 0 || !shape.head_dim.is_multiple_of(2) {
+            return Err(invalid(op, format!("head_dim {} is not even and positive", shape.head_dim)));
+        }
+        if shape.window == Some(0) {
+            return Err(invalid(op, "sliding window of 0 positions"));
+        }
+        if n > self.step.n_tokens() {
+            return Err(invalid(op, format!("{n} tokens but the step has {}", self.step.n_tokens())));
+        }
+        if self.step_kv != Some(spec) {
+            self.step.validate(Some(&spec))?;
+        }
+        Ok(cache)
+    }
+
+    /// `out[rows, w.rows] (+)= x · Wᵀ` through the BLAS: f16 weights as they are, f32 weights in f32,
+    /// others dequantized to a scratch first (f16; bf16 to f32, since bf16 activations lose too much).
+    fn gemm(&mut self, wi: usize, x: u64, out: u64, rows: usize, mode: MatmulMode) -> Result<()> {
+        let op = "matmul";
+        let w = &self.weights[wi];
+        let (wr, wc, layout, (data, sc, mn), bias) =
+            (w.rows, w.cols, w.layout, (w.data, w.scales, w.mins), w.bias);
+        let n_w = mul(op, wr, wc)?;
+        let (ty, a) = match layout {
+            DType::F16 => (GemmType::F16, data),
+            DType::F32 => (GemmType::F32, data),
+            DType::BF16 => {
+                let s = self.scratch(Scratch::Weight, mul(op, n_w, 4)?)?;
+                let args = Args::new().p(data).p(sc).p(mn).p(s).p(n_w as u64);
+                self.launch("gemm_prep", "dequant_bf16_f32", [Self::blocks_for(n_w), 1, 1], BLOCK, args)?;
+                (GemmType::F32, s)
+            }
+            q => {
+                let s = self.scratch(Scratch::Weight, mul(op, n_w, 2)?)?;
+                let args = Args::new().p(data).p(sc).p(mn).p(s).p(n_w as u64);
+                let name = format!("dequant_{}_f16", layout_name(q));
+                self.launch("gemm_prep", &name, [Self::blocks_for(n_w), 1, 1], BLOCK, args)?;
+                (GemmType::F16, s)
+            }
+        };
+        let b = if ty == GemmType::F16 {
+            let n_x = mul(op, rows, wc)?;
+            let s = self.scratch(Scratch::Act, mul(op, n_x, 2)?)?;
+            let args = Args::new().p(x).p(s).p(n_x as u64);
+            self.launch("gemm_prep", "f32_to_f16_rows", [Self::blocks_for(n_x), 1, 1], BLOCK, args)?;
+            s
+        } else {
+            x
+        };
+        let beta = if mode == MatmulMode::Accumulate { 1.0 } else { 0.0 };
+        self.pending.push(Cmd::Gemm { ty, m: wr, n: rows, k: wc, a, b, c: out, beta });
+        if bias != 0 {
+            let n_o = rows * wr;
+            let args = Args::new().p(out).p(bias).i(wr).p(n_o as u64);
+            self.launch("gemm_prep", "add_bias", [Self::blocks_for(n_o), 1, 1], BLOCK, args)?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for GpuBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo { backend: self.kind.name().into(), device: self.device.clone() }
+    }
+
+    fn alloc(&mut self, len: usize) -> Result<BufId> {
+        self.push_buf(len, false)
+    }
+
+    fn alloc_u32(&mut self, len: usize) -> Result<BufId> {
+        self.push_buf(len, true)
+    }
+
+    fn upload(&mut self, data: &[f32]) -> Result<BufId> {
+        let id = self.push_buf(data.len(), false)?;
+        let ptr = self.bufs[id.0 as usize].ptr;
+        if !data.is_empty() {
+            self.current()?;
+            self.rt.htod(ptr, bytemuck::cast_slice(data), self.stream).map_err(|e| self.dev_err(e))?;
+            self.rt.sync(self.stream).map_err(|e| self.dev_err(e))?;
+        }
+        Ok(id)
+    }
+
+    fn upload_weight(&mut self, parts: &[HostTensor], bias: Option<&[f32]>) -> Result<WeightId> {
+        let hw = weights::prepare(parts, bias)?;
+        let id =
+            u32::try_from(self.weights.len()).map_err(|_| invalid("upload_weight", "too many weights"))?;
+        let what = format!("weight {}", hw.name);
+        let data = self.alloc_from(&hw.data, &what)?;
+        let scales = if hw.scales.is_empty() { 0 } else { self.alloc_from(&hw.scales, &what)? };
+        let mins = if hw.mins.is_empty() { 0 } else { self.alloc_from(&hw.mins, &what)? };
+        let bias = match &hw.bias {
+            Some(b) => self.alloc_from(bytemuck::cast_slice(b), &what)?,
+            None => 0,
+        };
+        self.weights.push(DWeight {
+            name: hw.name,
+            layout: hw.layout,
+            rows: hw.rows,
+            cols: hw.cols,
+            data,
+            scales,
+            mins,
+            bias,
+        });
+        Ok(WeightId(id))
+    }
+
+    fn alloc_kv(&mut self, spec: KvSpec) -> Result<KvId> {
+        let op = "alloc_kv";
+        if spec.block_size == 0 {
+            return Err(invalid(op, "block_size is 0"));
+        }
+        let len = mul(op, mul(op, spec.blocks, spec.block_size)?, mul(op, spec.kv_heads, spec.head_dim)?)?;
+        let bytes = mul(op, len, 4)?;
+        let mut layers = Vec::with_capacity(spec.layers);
+        for _ in 0..spec.layers {
+            layers.push((self.raw_alloc(bytes, "kv cache keys")?, self.raw_alloc(bytes, "kv cache values")?));
+        }
+        let id = u32::try_from(self.kvs.len()).map_err(|_| invalid(op, "too many caches"))?;
+        self.kvs.push(DKv { spec, layers });
+        Ok(KvId(id))
+    }
+
+    fn set_step(&mut self, step: &StepBatch) -> Result<()> {
+        let spec = match self.kvs.as_slice() {
+            [one] => Some(one.spec),
+            _ => None,
+        };
+        step.validate(spec.as_ref())?;
+        self.upload_step(step)?;
+        self.step.clone_from(step);
+        self.step_kv = spec;
+        Ok(())
+    }
+
+    fn embed(&mut self, table: WeightId, out: BufId, n: usize) -> Result<()> {
+        let op = "embed";
+        let t = self.weight(op, table)?;
+        let (rows, cols, layout, ptrs) = (t.rows, t.cols, t.layout, (t.data, t.scales, t.mins));
+        let len = mul(op, n, cols)?;
+        if n > self.step.n_tokens() {
+            return Err(invalid(op, format!("{n} tokens but the step has {}", self.step.n_tokens())));
+        }
+        if let Some(&tok) = self.step.tokens[..n].iter().find(|&&tok| tok as usize >= rows) {
+            return Err(invalid(op, format!("token {tok} >= {rows} rows of {}", t.name)));
+        }
+        let o = self.f32s(op, "out", out, len)?;
+        if n == 0 || cols == 0 {
+            return Ok(());
+        }
+        let args = Args::new().p(ptrs.0).p(ptrs.1).p(ptrs.2).p(self.step_dev.tokens()).p(o).i(cols);
+        self.launch("embed", &format!("embed_{}", layout_name(layout)), [n as u32, 1, 1], BLOCK, args)
+    }
+
+    fn rms_norm(
+        &mut self,
+        x: BufId,
+        weight: BufId,
+        out: BufId,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+    ) -> Result<()> {
+        let op = "rms_norm";
+        distinct(op, x, out)?;
+        distinct(op, weight, out)?;
+        let len = mul(op, rows, dim)?;
+        let xp = self.f32s(op, "x", x, len)?;
+        let wp = self.f32s(op, "weight", weight, dim)?;
+        let o = self.f32s(op, "out", out, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let args = Args::new().p(xp).p(wp).p(o).i(dim).f(eps);
+        let block = if dim >= 1024 { 1024 } else { BLOCK };
+        self.launch("rms_norm", "rms_norm", [rows as u32, 1, 1], block, args)
+    }
+
+    fn matmul(&mut self, w: WeightId, x: BufId, out: BufId, rows: usize, mode: MatmulMode) -> Result<()> {
+        let op = "matmul";
+        distinct(op, x, out)?;
+        let wt = self.weight(op, w)?;
+        let (wr, wc, layout, ptrs, bias) =
+            (wt.rows, wt.cols, wt.layout, (wt.data, wt.scales, wt.mins), wt.bias);
+        let (xl, ol) = (mul(op, rows, wc)?, mul(op, rows, wr)?);
+        let xp = self.f32s(op, "x", x, xl)?;
+        let o = self.f32s(op, "out", out, ol)?;
+        if rows == 0 || wr == 0 {
+            return Ok(());
+        }
+        if wc == 0 {
+            if mode == MatmulMode::Overwrite {
+                self.pending.push(Cmd::Zero { dst: o, bytes: ol * 4 });
+            }
+            if bias != 0 {
+                let args = Args::new().p(o).p(bias).i(wr).p(ol as u64);
+                self.launch("gemm_prep", "add_bias", [Self::blocks_for(ol), 1, 1], BLOCK, args)?;
+            }
+            return Ok(());
+        }
+        if rows > MAX_GEMV_TOKENS {
+            return self.gemm(w.0 as usize, xp, o, rows, mode);
+        }
+        let per_block = (BLOCK / self.warp) as usize;
+        let acc = usize::from(mode == MatmulMode::Accumulate);
+        let name = format!("gemv_{}{}", layout_name(layout), if rows == 1 { "_t1" } else { "" });
+        let grid = wr.div_ceil(per_block).min(1 << 20) as u32;
+        let args = Args::new().p(ptrs.0).p(ptrs.1).p(ptrs.2).p(bias).p(xp).p(o).i(wr).i(wc).i(rows).i(acc);
+        self.launch("gemv", &name, [grid, 1, 1], BLOCK, args)
+    }
+
+    fn rope_store_kv(
+        &mut self,
+        qkv: BufId,
+        inv_freq: BufId,
+        q_out: BufId,
+        kv: KvId,
+        layer: usize,
+        shape: AttnShape,
+        n: usize,
+    ) -> Result<()> {
+        let op = "rope_store_kv";
+        distinct(op, qkv, q_out)?;
+        distinct(op, inv_freq, q_out)?;
+        let cache = self.kv_for(op, kv, layer, &shape, n)?;
+        let (spec, (kc, vc)) = (cache.spec, cache.layers[layer]);
+        let (ql, qkv_len) = (mul(op, n, shape.q_width())?, mul(op, n, shape.qkv_width())?);
+        let xp = self.f32s(op, "qkv", qkv, qkv_len)?;
+        let fp = self.f32s(op, "inv_freq", inv_freq, shape.head_dim / 2)?;
+        let qp = self.f32s(op, "q_out", q_out, ql)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let sd = &self.step_dev;
+        let args = Args::new()
+            .p(xp)
+            .p(fp)
+            .p(qp)
+            .p(kc)
+            .p(vc)
+            .p(sd.positions())
+            .p(sd.token_seq())
+            .p(sd.table_start())
+            .p(sd.tables())
+            .i(shape.heads)
+            .i(shape.kv_heads)
+            .i(shape.head_dim)
+            .i(spec.block_size);
+        self.launch("rope_store_kv", "rope_store_kv", [n as u32, 1, 1], 512, args)
+    }
+
+    fn attention(
+        &mut self,
+        q: BufId,
+        kv: KvId,
+        layer: usize,
+        out: BufId,
+        shape: AttnShape,
+        n: usize,
+    ) -> Result<()> {
+        let op = "attention";
+        distinct(op, q, out)?;
+        let cache = self.kv_for(op, kv, layer, &shape, n)?;
+        let (spec, (kc, vc)) = (cache.spec, cache.layers[layer]);
+        let ql = mul(op, n, shape.q_width())?;
+        let qp = self.f32s(op, "q", q, ql)?;
+        let o = self.f32s(op, "out", out, ql)?;
+        let group = shape.heads / shape.kv_heads;
+        if group > MAX_GROUP || group * shape.head_dim > MAX_QROW {
+            return Err(BackendError::InvalidArgument {
+                op,
+                detail: format!(
+                    "{} query heads per kv head of {} dims: the {} attention kernel holds at most {MAX_GROUP} \
+                     heads and {MAX_QROW} values per kv head",
+                    group,
+                    shape.head_dim,
+                    self.kind.name()
+                ),
+            });
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        // Flash-decoding: few (token, kv head) pairs get their positions split across many blocks.
+        let pairs = n * shape.kv_heads;
+        let nsplit = if pairs >= 128 { 1 } else { (264 / pairs).clamp(1, 32) };
+        let part = if nsplit > 1 {
+            let floats = mul(op, mul(op, n * shape.heads, nsplit)?, shape.head_dim + 2)?;
+            self.scratch(Scratch::Attn, floats * 4)?
+        } else {
+            0
+        };
+        let sd = &self.step_dev;
+        let window = shape.window.map_or(0, |w| w as usize);
+        let args = Args::new()
+            .p(qp)
+            .p(kc)
+            .p(vc)
+            .p(o)
+            .p(part)
+            .p(sd.positions())
+            .p(sd.token_seq())
+            .p(sd.table_start())
+            .p(sd.tables())
+            .i(shape.heads)
+            .i(shape.kv_heads)
+            .i(shape.head_dim)
+            .i(spec.block_size)
+            .f(shape.scale)
+            .i(window)
+            .i(nsplit);
+        self.launch("attention", "attention", [pairs as u32, nsplit as u32, 1], ATTN_BLOCK, args)?;
+        if nsplit > 1 {
+            let args = Args::new().p(part).p(o).i(shape.head_dim).i(nsplit);
+            let block = (shape.head_dim as u32).next_multiple_of(32);
+            self.launch("attention", "attention_combine", [(n * shape.heads) as u32, 1, 1], block, args)?;
+        }
+        Ok(())
+    }
+
+    fn silu_mul(&mut self, gate_up: BufId, out: BufId, rows: usize, ffn: usize) -> Result<()> {
+        let op = "silu_mul";
+        distinct(op, gate_up, out)?;
+        let len = mul(op, rows, ffn)?;
+        let gp = self.f32s(op, "gate_up", gate_up, mul(op, len, 2)?)?;
+        let o = self.f32s(op, "out", out, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let args = Args::new().p(gp).p(o).i(rows).i(ffn);
+        self.launch("silu_mul", "silu_mul", [Self::blocks_for(len), 1, 1], BLOCK, args)
+    }
+
+    fn add(&mut self, dst: BufId, src: BufId, len: usize) -> Result<()> {
+        let op = "add";
+        distinct(op, src, dst)?;
+        let sp = self.f32s(op, "src", src, len)?;
+        let dp = self.f32s(op, "dst", dst, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let args = Args::new().p(dp).p(sp).p(len as u64);
+        self.launch("add", "add", [Self::blocks_for(len), 1, 1], BLOCK, args)
+    }
+
+    fn gather_rows(&mut self, src: BufId, dst: BufId, cols: usize) -> Result<()> {
+        let op = "gather_rows";
+        distinct(op, src, dst)?;
+        let rows = &self.step.output_rows;
+        let n_out = rows.len();
+        let src_rows = rows.iter().map(|&r| r as usize + 1).max().unwrap_or(0);
+        let (sl, dl) = (mul(op, src_rows, cols)?, mul(op, n_out, cols)?);
+        let sp = self.f32s(op, "src", src, sl)?;
+        let dp = self.f32s(op, "dst", dst, dl)?;
+        if n_out == 0 || cols == 0 {
+            return Ok(());
+        }
+        let args = Args::new().p(sp).p(dp).p(self.step_dev.output_rows()).i(cols);
+        self.launch("gather_rows", "gather_rows", [n_out as u32, 1, 1], BLOCK, args)
+    }
+
+    fn copy(&mut self, src: BufId, src_off: usize, dst: BufId, dst_off: usize, len: usize) -> Result<()> {
+        let op = "copy";
+        let end = |off: usize| off.checked_add(len).ok_or_else(|| invalid(op, "offset + len overflows"));
+        let (se, de) = (end(src_off)?, end(dst_off)?);
+        let sp = self.f32s(op, "src", src, se)?;
+        let dp = self.f32s(op, "dst", dst, de)?;
+        if src == dst && src_off < de && dst_off < se && len > 0 {
+            return Err(invalid(op, format!("ranges overlap in buffer {}", src.0)));
+        }
+        if len > 0 {
+            self.pending.push(Cmd::Copy {
+                dst: dp + 4 * dst_off as u64,
+                src: sp + 4 * src_off as u64,
+                bytes: 4 * len,
+            });
+        }
+        Ok(())
+    }
+
+    fn argmax(&mut self, x: BufId, out: BufId, rows: usize, cols: usize) -> Result<()> {
+        let op = "argmax";
+        distinct(op, x, out)?;
+        let len = mul(op, rows, cols)?;
+        let xp = self.f32s(op, "x", x, len)?;
+        let ob = self.buf(op, out)?;
+        if !ob.u32 {
+            return Err(invalid(op, format!("out (buffer {}) is f32, not u32", out.0)));
+        }
+        if ob.len < rows {
+            return Err(invalid(op, format!("out (buffer {}) has {} elements, needs {rows}", out.0, ob.len)));
+        }
+        let o = ob.ptr;
+        if rows == 0 {
+            return Ok(());
+        }
+        if cols == 0 {
+            self.pending.push(Cmd::Zero { dst: o, bytes: rows * 4 });
+            return Ok(());
+        }
+        let args = Args::new().p(xp).p(o).i(cols);
+        self.launch("argmax", "argmax", [rows as u32, 1, 1], 1024, args)
+    }
+
+    fn submit(&mut self) -> Result<()> {
+        self.flush()
+    }
+
+    fn download(&mut self, buf: BufId, out: &mut [f32]) -> Result<()> {
+        let p = self.f32s("download", "buf", buf, out.len())?;
+        if out.is_empty() {
+            return self.flush();
+        }
+        self.read_back(p, bytemuck::cast_slice_mut(out))
+    }
+
+    fn download_u32(&mut self, buf: BufId, out: &mut [u32]) -> Result<()> {
+        let b = self.buf("download_u32", buf)?;
+        if !b.u32 {
+            return Err(invalid("download_u32", format!("buffer {} is f32, not u32", buf.0)));
+        }
+        if b.len < out.len() {
+            return Err(invalid(
+                "download_u32",
+                format!("buffer {} has {} elements, needs {}", buf.0, b.len, out.len()),
+            ));
+        }
+        let p = b.ptr;
+        if out.is_empty() {
+            return self.flush();
+        }
+        self.read_back(p, bytemuck::cast_slice_mut(out))
+    }
+}
