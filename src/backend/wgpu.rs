@@ -539,7 +539,7 @@ impl WgpuBackend {
             self.step_buf = self.create(cap, storage_usage(), "step data")?;
             self.step_cap = cap;
             // Bind groups naming the old buffer are never asked for again.
-            self.bind_groups.retain(|_, _| false);
+            self.bind_groups.clear();
         }
         self.gpu.queue.write_buffer(&self.buffers[self.step_buf as usize], 0, bytemuck::cast_slice(&data));
         Ok(())

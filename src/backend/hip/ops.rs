@@ -3,25 +3,11 @@
 
 use super::api::GemmType;
 use super::{Args, BLOCK, Cmd, DBuf, DKv, DWeight, GpuBackend, MAX_GEMV_TOKENS, Scratch, weights};
+use crate::backend::check::{self, distinct, invalid, mul};
 use crate::backend::{
     AttnShape, Backend, BackendError, BackendInfo, BufId, DType, HostTensor, KvId, KvSpec, MatmulMode,
     Result, StepBatch, WeightId,
 };
-
-fn invalid(op: &'static str, detail: impl Into<String>) -> BackendError {
-    BackendError::InvalidArgument { op, detail: detail.into() }
-}
-
-fn mul(op: &'static str, a: usize, b: usize) -> Result<usize> {
-    a.checked_mul(b).ok_or_else(|| invalid(op, format!("size {a} × {b} overflows")))
-}
-
-fn distinct(op: &'static str, a: BufId, b: BufId) -> Result<()> {
-    if a == b {
-        return Err(invalid(op, format!("buffer {} is both input and output", a.0)));
-    }
-    Ok(())
-}
 
 /// Kernel-name suffix of a stored layout.
 fn layout_name(d: DType) -> &'static str {
@@ -75,33 +61,7 @@ impl GpuBackend {
         let cache =
             self.kvs.get(kv.0 as usize).ok_or_else(|| invalid(op, format!("unknown kv cache {}", kv.0)))?;
         let spec = cache.spec;
-        if layer >= spec.layers {
-            return Err(invalid(op, format!("layer {layer} >= {} layers", spec.layers)));
-        }
-        if shape.kv_heads != spec.kv_heads || shape.head_dim != spec.head_dim {
-            return Err(invalid(
-                op,
-                format!(
-                    "shape has {} kv heads of {}, the cache {} of {}",
-                    shape.kv_heads, shape.head_dim, spec.kv_heads, spec.head_dim
-                ),
-            ));
-        }
-        if shape.heads == 0 || shape.kv_heads == 0 || !shape.heads.is_multiple_of(shape.kv_heads) {
-            return Err(invalid(
-                op,
-                format!("{} heads is not a multiple of {} kv heads", shape.heads, shape.kv_heads),
-            ));
-        }
-        if shape.head_dim == 0 || !shape.head_dim.is_multiple_of(2) {
-            return Err(invalid(op, format!("head_dim {} is not even and positive", shape.head_dim)));
-        }
-        if shape.window == Some(0) {
-            return Err(invalid(op, "sliding window of 0 positions"));
-        }
-        if n > self.step.n_tokens() {
-            return Err(invalid(op, format!("{n} tokens but the step has {}", self.step.n_tokens())));
-        }
+        check::attention_args(op, &spec, layer, shape, n, &self.step)?;
         if self.step_kv != Some(spec) {
             self.step.validate(Some(&spec))?;
         }

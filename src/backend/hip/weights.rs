@@ -3,7 +3,8 @@
 //! min) arrays so device rows are 16-byte aligned; Q4_K/Q6_K, which have no kernels here, are
 //! dequantized to f16 (2–3.5× their size, exact to f16 rounding).
 
-use crate::backend::{BackendError, DType, HostTensor, Result, quant};
+use crate::backend::check::{self, WeightShape};
+use crate::backend::{DType, HostTensor, Result, quant};
 
 /// A weight ready to copy to the device: `layout` is one of f32, f16, bf16, q8_0, q4_0, q4_1.
 pub struct HostWeight {
@@ -20,43 +21,9 @@ pub struct HostWeight {
     pub bias: Option<Vec<f32>>,
 }
 
-fn invalid(detail: String) -> BackendError {
-    BackendError::InvalidArgument { op: "upload_weight", detail }
-}
-
-/// Checks `parts` (stacked by rows) and `bias` as the CPU backend does, and lays the bytes out.
+/// Checks `parts` (stacked by rows) and `bias` as every backend does, and lays the bytes out.
 pub fn prepare(parts: &[HostTensor], bias: Option<&[f32]>) -> Result<HostWeight> {
-    let first = parts.first().ok_or_else(|| invalid("no parts given".into()))?;
-    let name = parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("|");
-    let (dtype, cols) = (first.dtype, first.rows_cols().map_or(0, |(_, c)| c));
-    let mut rows = 0usize;
-    for p in parts {
-        let Some((r, c)) = p.rows_cols() else {
-            return Err(invalid(format!("tensor {} has shape {:?}, not 2-D", p.name, p.shape)));
-        };
-        if p.dtype != dtype || c != cols {
-            return Err(invalid(format!(
-                "tensor {} is {} [{r}, {c}] but {} is {dtype} [.., {cols}]",
-                p.name, p.dtype, first.name
-            )));
-        }
-        if !c.is_multiple_of(dtype.block_elems()) {
-            return Err(invalid(format!("tensor {} has rows of {c}, not whole {dtype} blocks", p.name)));
-        }
-        if r.checked_mul(c).and_then(|n| dtype.bytes_for(n)) != Some(p.bytes.len()) {
-            return Err(invalid(format!(
-                "tensor {} holds {} bytes, not {r}×{c} {dtype}",
-                p.name,
-                p.bytes.len()
-            )));
-        }
-        rows += r;
-    }
-    if let Some(b) = bias
-        && b.len() != rows
-    {
-        return Err(invalid(format!("bias of {name} has {} elements, not {rows} rows", b.len())));
-    }
+    let WeightShape { name, dtype, rows, cols, .. } = check::weight_parts(parts, bias)?;
     let mut w = HostWeight {
         name,
         layout: dtype,

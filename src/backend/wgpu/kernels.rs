@@ -65,11 +65,20 @@ pub fn supports(dtype: DType) -> bool {
     DTYPES.contains(&dtype)
 }
 
-fn weight_lib(dtype: DType) -> &'static str {
+const HALF_LIB: &str = include_str!("../../../shaders/lib/w_half.wgsl");
+
+/// The WGSL of a weight format: `load_unit`, `dot_unit`, `load_w4` over its buffers.
+fn weight_lib(dtype: DType) -> String {
+    match dtype {
+        DType::F16 => [include_str!("../../../shaders/lib/w_f16.wgsl"), HALF_LIB].concat(),
+        DType::BF16 => [include_str!("../../../shaders/lib/w_bf16.wgsl"), HALF_LIB].concat(),
+        other => weight_lib_single(other).into(),
+    }
+}
+
+fn weight_lib_single(dtype: DType) -> &'static str {
     match dtype {
         DType::F32 => include_str!("../../../shaders/lib/w_f32.wgsl"),
-        DType::F16 => include_str!("../../../shaders/lib/w_f16.wgsl"),
-        DType::BF16 => include_str!("../../../shaders/lib/w_bf16.wgsl"),
         DType::Q8_0 => include_str!("../../../shaders/lib/w_q8_0.wgsl"),
         DType::Q4_0 => include_str!("../../../shaders/lib/w_q4_0.wgsl"),
         DType::Q4_1 => include_str!("../../../shaders/lib/w_q4_1.wgsl"),
@@ -139,12 +148,12 @@ impl Kernel {
         }
         match self {
             Kernel::Gemv { dtype, x_vec4, .. } | Kernel::Gemm { dtype, x_vec4 } => {
-                s.push_str(weight_lib(*dtype));
+                s.push_str(&weight_lib(*dtype));
                 s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
             }
             Kernel::Embed { dtype } => {
                 // X_SCALAR only defines `load_x4` for the weight library's gemv helper.
-                s.push_str(weight_lib(*dtype));
+                s.push_str(&weight_lib(*dtype));
                 s.push_str(X_SCALAR);
                 s.push_str(STEP_LIB);
             }

@@ -1,0 +1,36 @@
+// Weight formats of 16-bit floats (f16, bf16): rows padded to whole units of 32 elements, 4 vec4<u32>
+// (two values each) per unit. The format's file in front of this one defines `half2`, the two values
+// of a word.
+@group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
+
+// The 32 weights of unit `u` (elements 32u..32u+32) of weight row `row`; `upr` units per row.
+fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
+    let base = (row * upr + u) * 4u;
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        let w = wq[base + i];
+        o[2u * i] = vec4<f32>(half2(w.x), half2(w.y));
+        o[2u * i + 1u] = vec4<f32>(half2(w.z), half2(w.w));
+    }
+    return o;
+}
+
+// Σ of the 32 weights of unit `u` of row `row` times the matching activations of token `t`
+// (`load_x4`), without staging the unit in an array (gemv keeps everything in registers).
+fn dot_unit(row: u32, u: u32, upr: u32, t: u32, cols: u32) -> f32 {
+    let base = (row * upr + u) * 4u;
+    var s = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let w = wq[base + i];
+        s = fma(vec4<f32>(half2(w.x), half2(w.y)), load_x4(t, u, 2u * i, cols), s);
+        s = fma(vec4<f32>(half2(w.z), half2(w.w)), load_x4(t, u, 2u * i + 1u, cols), s);
+    }
+    return (s.x + s.y) + (s.z + s.w);
+}
+
+// Weights 4i .. 4i + 4 of unit `u` of row `row` (i < 8).
+fn load_w4(row: u32, u: u32, upr: u32, i: u32) -> vec4<f32> {
+    let w = wq[(row * upr + u) * 4u + i / 2u];
+    let h = select(w.xy, w.zw, (i & 1u) == 1u);
+    return vec4<f32>(half2(h.x), half2(h.y));
+}
