@@ -120,3 +120,105 @@ pub fn attention_args(
     }
     Ok(())
 }
+
+/// A backend's activation buffers as the shared checks see them: each buffer's length, element type
+/// and the backend's own handle for it (a device address, a buffer index).
+pub trait ActBuffers {
+    type Handle: Copy;
+    /// `(elements, holds u32, handle)` of buffer `id`, `None` if there is no such buffer.
+    fn lookup(&self, id: BufId) -> Option<(usize, bool, Self::Handle)>;
+
+    /// Buffer `id` (argument `name` of `op`), checked to hold at least `len` elements of the wanted type.
+    fn checked(
+        &self,
+        op: &'static str,
+        name: &str,
+        id: BufId,
+        len: usize,
+        u32s: bool,
+    ) -> Result<Self::Handle> {
+        let (have, is_u32, h) =
+            self.lookup(id).ok_or_else(|| invalid(op, format!("unknown buffer {}", id.0)))?;
+        let kind = |u: bool| if u { "u32" } else { "f32" };
+        if is_u32 != u32s {
+            return Err(invalid(
+                op,
+                format!("{name} (buffer {}) is {}, not {}", id.0, kind(is_u32), kind(u32s)),
+            ));
+        }
+        if have < len {
+            return Err(invalid(op, format!("{name} (buffer {}) has {have} elements, needs {len}", id.0)));
+        }
+        Ok(h)
+    }
+
+    /// The f32 buffer `id`, checked to hold `len` elements.
+    fn f32s(&self, op: &'static str, name: &str, id: BufId, len: usize) -> Result<Self::Handle> {
+        self.checked(op, name, id, len, false)
+    }
+}
+
+/// `rms_norm` arguments: `[x, weight, out]` and the element count `rows · dim`.
+pub fn rms_norm_args<B: ActBuffers + ?Sized>(
+    b: &B,
+    x: BufId,
+    weight: BufId,
+    out: BufId,
+    rows: usize,
+    dim: usize,
+) -> Result<([B::Handle; 3], usize)> {
+    let op = "rms_norm";
+    distinct(op, x, out)?;
+    distinct(op, weight, out)?;
+    let len = mul(op, rows, dim)?;
+    Ok(([b.f32s(op, "x", x, len)?, b.f32s(op, "weight", weight, dim)?, b.f32s(op, "out", out, len)?], len))
+}
+
+/// `silu_mul` arguments: `[gate_up, out]` and the output element count `rows · ffn`.
+pub fn silu_mul_args<B: ActBuffers + ?Sized>(
+    b: &B,
+    gate_up: BufId,
+    out: BufId,
+    rows: usize,
+    ffn: usize,
+) -> Result<([B::Handle; 2], usize)> {
+    let op = "silu_mul";
+    distinct(op, gate_up, out)?;
+    let len = mul(op, rows, ffn)?;
+    Ok(([b.f32s(op, "gate_up", gate_up, mul(op, len, 2)?)?, b.f32s(op, "out", out, len)?], len))
+}
+
+/// `add` arguments: `[src, dst]`.
+pub fn add_args<B: ActBuffers + ?Sized>(b: &B, dst: BufId, src: BufId, len: usize) -> Result<[B::Handle; 2]> {
+    let op = "add";
+    distinct(op, src, dst)?;
+    Ok([b.f32s(op, "src", src, len)?, b.f32s(op, "dst", dst, len)?])
+}
+
+/// `argmax` arguments: `[x, out]` (`out` a u32 buffer of `rows`).
+pub fn argmax_args<B: ActBuffers + ?Sized>(
+    b: &B,
+    x: BufId,
+    out: BufId,
+    rows: usize,
+    cols: usize,
+) -> Result<[B::Handle; 2]> {
+    let op = "argmax";
+    distinct(op, x, out)?;
+    Ok([b.f32s(op, "x", x, mul(op, rows, cols)?)?, b.checked(op, "out", out, rows, true)?])
+}
+
+/// `gather_rows` arguments for the step's output rows: `[src, dst]` and the output element count.
+pub fn gather_rows_args<B: ActBuffers + ?Sized>(
+    b: &B,
+    step: &StepBatch,
+    src: BufId,
+    dst: BufId,
+    cols: usize,
+) -> Result<([B::Handle; 2], usize)> {
+    let op = "gather_rows";
+    distinct(op, src, dst)?;
+    let src_rows = step.output_rows.iter().map(|&r| r as usize + 1).max().unwrap_or(0);
+    let len = mul(op, step.output_rows.len(), cols)?;
+    Ok(([b.f32s(op, "src", src, mul(op, src_rows, cols)?)?, b.f32s(op, "dst", dst, len)?], len))
+}

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use self::device::Gpu;
 use self::kernels::{Access, GEMM_TILE, GEMV_MAX_TOKENS, GEMV_ROWS, Kernel};
 use self::weights::RowLayout;
-use super::check::{self, distinct, invalid, mul};
+use super::check::{self, ActBuffers, distinct, invalid, mul};
 use super::{
     AttnShape, Backend, BackendError, BackendInfo, BufId, DType, HostTensor, KvId, KvSpec, MatmulMode,
     Result, StepBatch, WeightId,
@@ -256,26 +256,6 @@ impl WgpuBackend {
             }),
             Some(e) => Err(device_error(e.to_string())),
         }
-    }
-
-    fn act(&self, op: &'static str, name: &str, id: BufId, len: usize, elem: Elem) -> Result<u32> {
-        let a =
-            self.acts.get(id.0 as usize).ok_or_else(|| invalid(op, format!("unknown buffer {}", id.0)))?;
-        let kind = |e| if e == Elem::F32 { "f32" } else { "u32" };
-        if a.elem != elem {
-            return Err(invalid(
-                op,
-                format!("{name} (buffer {}) is {}, not {}", id.0, kind(a.elem), kind(elem)),
-            ));
-        }
-        if a.len < len {
-            return Err(invalid(op, format!("{name} (buffer {}) has {} elements, needs {len}", id.0, a.len)));
-        }
-        Ok(a.gpu)
-    }
-
-    fn f32s(&self, op: &'static str, name: &str, id: BufId, len: usize) -> Result<u32> {
-        self.act(op, name, id, len, Elem::F32)
     }
 
     fn weight(&self, op: &'static str, id: WeightId) -> Result<&GpuWeight> {
@@ -579,6 +559,13 @@ fn widen_to_f16(t: &HostTensor) -> Result<HostTensor> {
         .ok_or_else(|| invalid("upload_weight", format!("tensor {} cannot be widened to f16", t.name)))
 }
 
+impl ActBuffers for WgpuBackend {
+    type Handle = u32;
+    fn lookup(&self, id: BufId) -> Option<(usize, bool, u32)> {
+        self.acts.get(id.0 as usize).map(|a| (a.len, a.elem == Elem::U32, a.gpu))
+    }
+}
+
 fn storage_usage() -> wgpu::BufferUsages {
     wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC
 }
@@ -745,12 +732,7 @@ impl Backend for WgpuBackend {
         eps: f32,
     ) -> Result<()> {
         let op = "rms_norm";
-        distinct(op, x, out)?;
-        distinct(op, weight, out)?;
-        let len = mul(op, rows, dim)?;
-        let xb = self.f32s(op, "x", x, len)?;
-        let wb = self.f32s(op, "weight", weight, dim)?;
-        let ob = self.f32s(op, "out", out, len)?;
+        let ([xb, wb, ob], len) = check::rms_norm_args(self, x, weight, out, rows, dim)?;
         if len == 0 {
             return Ok(());
         }
@@ -853,31 +835,21 @@ impl Backend for WgpuBackend {
 
     fn silu_mul(&mut self, gate_up: BufId, out: BufId, rows: usize, ffn: usize) -> Result<()> {
         let op = "silu_mul";
-        distinct(op, gate_up, out)?;
-        let len = mul(op, rows, ffn)?;
-        let gb = self.f32s(op, "gate_up", gate_up, mul(op, len, 2)?)?;
-        let ob = self.f32s(op, "out", out, len)?;
+        let ([gb, ob], len) = check::silu_mul_args(self, gate_up, out, rows, ffn)?;
         let p = [u32_of(op, rows)?, u32_of(op, ffn)?];
         self.dispatch(Kernel::SiluMul, &[gb, ob], &p, len.div_ceil(256) as u64, true)
     }
 
     fn add(&mut self, dst: BufId, src: BufId, len: usize) -> Result<()> {
         let op = "add";
-        distinct(op, src, dst)?;
-        let sb = self.f32s(op, "src", src, len)?;
-        let db = self.f32s(op, "dst", dst, len)?;
+        let [sb, db] = check::add_args(self, dst, src, len)?;
         self.dispatch(Kernel::Add, &[sb, db], &[u32_of(op, len)?], len.div_ceil(256) as u64, true)
     }
 
     fn gather_rows(&mut self, src: BufId, dst: BufId, cols: usize) -> Result<()> {
         let op = "gather_rows";
-        distinct(op, src, dst)?;
-        let rows = &self.step.output_rows;
-        let n = rows.len();
-        let src_rows = rows.iter().map(|&r| r as usize + 1).max().unwrap_or(0);
-        let sb = self.f32s(op, "src", src, mul(op, src_rows, cols)?)?;
-        let len = mul(op, n, cols)?;
-        let db = self.f32s(op, "dst", dst, len)?;
+        let ([sb, db], len) = check::gather_rows_args(self, &self.step, src, dst, cols)?;
+        let n = self.step.output_rows.len();
         let p = [u32_of(op, cols)?, n as u32];
         self.dispatch(Kernel::GatherRows, &[sb, db, self.step_buf], &p, len.div_ceil(256) as u64, true)
     }
@@ -901,9 +873,7 @@ impl Backend for WgpuBackend {
 
     fn argmax(&mut self, x: BufId, out: BufId, rows: usize, cols: usize) -> Result<()> {
         let op = "argmax";
-        distinct(op, x, out)?;
-        let xb = self.f32s(op, "x", x, mul(op, rows, cols)?)?;
-        let ob = self.act(op, "out", out, rows, Elem::U32)?;
+        let [xb, ob] = check::argmax_args(self, x, out, rows, cols)?;
         self.dispatch(Kernel::Argmax, &[xb, ob], &[u32_of(op, cols)?], rows as u64, true)
     }
 
@@ -925,7 +895,7 @@ impl Backend for WgpuBackend {
     }
 
     fn download_u32(&mut self, buf: BufId, out: &mut [u32]) -> Result<()> {
-        let b = self.act("download_u32", "buf", buf, out.len(), Elem::U32)?;
+        let b = self.checked("download_u32", "buf", buf, out.len(), true)?;
         let bytes = self.read_back(b, out.len() as u64 * 4)?;
         for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
             *o = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);

@@ -3,7 +3,7 @@
 
 use super::api::GemmType;
 use super::{Args, BLOCK, Cmd, DBuf, DKv, DWeight, GpuBackend, MAX_GEMV_TOKENS, Scratch, weights};
-use crate::backend::check::{self, distinct, invalid, mul};
+use crate::backend::check::{self, ActBuffers, distinct, invalid, mul};
 use crate::backend::{
     AttnShape, Backend, BackendError, BackendInfo, BufId, DType, HostTensor, KvId, KvSpec, MatmulMode,
     Result, StepBatch, WeightId,
@@ -30,18 +30,6 @@ const ATTN_BLOCK: u32 = 128;
 impl GpuBackend {
     fn buf(&self, op: &'static str, id: BufId) -> Result<&DBuf> {
         self.bufs.get(id.0 as usize).ok_or_else(|| invalid(op, format!("unknown buffer {}", id.0)))
-    }
-
-    /// Device address of f32 buffer `id`, checked to hold `len` elements.
-    fn f32s(&self, op: &'static str, name: &str, id: BufId, len: usize) -> Result<u64> {
-        let b = self.buf(op, id)?;
-        if b.u32 {
-            return Err(invalid(op, format!("{name} (buffer {}) is u32, not f32", id.0)));
-        }
-        if b.len < len {
-            return Err(invalid(op, format!("{name} (buffer {}) has {} elements, needs {len}", id.0, b.len)));
-        }
-        Ok(b.ptr)
     }
 
     fn weight(&self, op: &'static str, id: WeightId) -> Result<&DWeight> {
@@ -110,6 +98,13 @@ impl GpuBackend {
             self.launch("gemm_prep", "add_bias", [Self::blocks_for(n_o), 1, 1], BLOCK, args)?;
         }
         Ok(())
+    }
+}
+
+impl ActBuffers for GpuBackend {
+    type Handle = u64;
+    fn lookup(&self, id: BufId) -> Option<(usize, bool, u64)> {
+        self.bufs.get(id.0 as usize).map(|b| (b.len, b.u32, b.ptr))
     }
 }
 
@@ -218,13 +213,7 @@ impl Backend for GpuBackend {
         dim: usize,
         eps: f32,
     ) -> Result<()> {
-        let op = "rms_norm";
-        distinct(op, x, out)?;
-        distinct(op, weight, out)?;
-        let len = mul(op, rows, dim)?;
-        let xp = self.f32s(op, "x", x, len)?;
-        let wp = self.f32s(op, "weight", weight, dim)?;
-        let o = self.f32s(op, "out", out, len)?;
+        let ([xp, wp, o], len) = check::rms_norm_args(self, x, weight, out, rows, dim)?;
         if len == 0 {
             return Ok(());
         }
@@ -376,11 +365,7 @@ impl Backend for GpuBackend {
     }
 
     fn silu_mul(&mut self, gate_up: BufId, out: BufId, rows: usize, ffn: usize) -> Result<()> {
-        let op = "silu_mul";
-        distinct(op, gate_up, out)?;
-        let len = mul(op, rows, ffn)?;
-        let gp = self.f32s(op, "gate_up", gate_up, mul(op, len, 2)?)?;
-        let o = self.f32s(op, "out", out, len)?;
+        let ([gp, o], len) = check::silu_mul_args(self, gate_up, out, rows, ffn)?;
         if len == 0 {
             return Ok(());
         }
@@ -389,10 +374,7 @@ impl Backend for GpuBackend {
     }
 
     fn add(&mut self, dst: BufId, src: BufId, len: usize) -> Result<()> {
-        let op = "add";
-        distinct(op, src, dst)?;
-        let sp = self.f32s(op, "src", src, len)?;
-        let dp = self.f32s(op, "dst", dst, len)?;
+        let [sp, dp] = check::add_args(self, dst, src, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -401,14 +383,8 @@ impl Backend for GpuBackend {
     }
 
     fn gather_rows(&mut self, src: BufId, dst: BufId, cols: usize) -> Result<()> {
-        let op = "gather_rows";
-        distinct(op, src, dst)?;
-        let rows = &self.step.output_rows;
-        let n_out = rows.len();
-        let src_rows = rows.iter().map(|&r| r as usize + 1).max().unwrap_or(0);
-        let (sl, dl) = (mul(op, src_rows, cols)?, mul(op, n_out, cols)?);
-        let sp = self.f32s(op, "src", src, sl)?;
-        let dp = self.f32s(op, "dst", dst, dl)?;
+        let ([sp, dp], _) = check::gather_rows_args(self, &self.step, src, dst, cols)?;
+        let n_out = self.step.output_rows.len();
         if n_out == 0 || cols == 0 {
             return Ok(());
         }
@@ -436,18 +412,7 @@ impl Backend for GpuBackend {
     }
 
     fn argmax(&mut self, x: BufId, out: BufId, rows: usize, cols: usize) -> Result<()> {
-        let op = "argmax";
-        distinct(op, x, out)?;
-        let len = mul(op, rows, cols)?;
-        let xp = self.f32s(op, "x", x, len)?;
-        let ob = self.buf(op, out)?;
-        if !ob.u32 {
-            return Err(invalid(op, format!("out (buffer {}) is f32, not u32", out.0)));
-        }
-        if ob.len < rows {
-            return Err(invalid(op, format!("out (buffer {}) has {} elements, needs {rows}", out.0, ob.len)));
-        }
-        let o = ob.ptr;
+        let [xp, o] = check::argmax_args(self, x, out, rows, cols)?;
         if rows == 0 {
             return Ok(());
         }
