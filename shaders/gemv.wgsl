@@ -14,6 +14,7 @@ struct Params {
     has_bias: u32,
     eps: f32,        // RMS-norm epsilon of a normed input
     rows_per_wg: u32,
+    t0: u32,         // first token row of this dispatch (tokens t0 .. t0 + T)
     groups_x: u32,   // workgroups along x of the 2-D grid
 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -21,6 +22,11 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 const T: u32 = @T@u;
+
+// The activation row of token `t` of this dispatch (the input libraries read through it).
+fn in_row(t: u32) -> u32 {
+    return p.t0 + t;
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32 @SG_PARAMS@) {
@@ -59,7 +65,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var t = 0u; t < T; t++) {
             let total = team_sum(acc[t], ln);
             if lane == 0u && valid {
-                let o = t * p.out_stride + p.row0 + row;
+                let o = in_row(t) * p.out_stride + p.row0 + row;
                 var v = scales[t] * total;
                 if p.has_bias != 0u {
                     v += bias[p.row0 + row];

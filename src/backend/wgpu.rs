@@ -16,7 +16,7 @@ mod weights;
 use std::collections::HashMap;
 
 use self::device::Gpu;
-use self::kernels::{Access, GEMM_TILE, GEMV_MAX_TOKENS, GemvInput, Kernel};
+use self::kernels::{Access, GEMM_TILE, GEMV_BATCH_TOKENS, GEMV_MAX_TOKENS, GemvInput, Kernel};
 use self::weights::RowLayout;
 use super::check::{self, ActBuffers, distinct, invalid, mul};
 use super::{
@@ -338,8 +338,8 @@ impl WgpuBackend {
         Ok(())
     }
 
-    /// `out (+)= input(x) · Wᵀ + bias`: a gemv (with the input folded in) for up to
-    /// [`GEMV_MAX_TOKENS`] rows, else the tiled GEMM (plain inputs only: the fused ops run their
+    /// `out (+)= input(x) · Wᵀ + bias`: gemvs (with the input folded in) for up to
+    /// [`GEMV_BATCH_TOKENS`] rows, else the tiled GEMM (plain inputs only: the fused ops run their
     /// input op first for many rows).
     fn matmul_input(
         &mut self,
@@ -375,7 +375,7 @@ impl WgpuBackend {
             let mut bufs = vec![q, s, bias_buf, xb, ob];
             let common = [crow, cols, units, row0, wrows].map(|v| v as u32);
             let p = [&common[..], &[accumulate, bias.is_some() as u32]].concat();
-            if rows <= GEMV_MAX_TOKENS {
+            if rows <= GEMV_BATCH_TOKENS {
                 let (kind, eps) = match input {
                     Input::Plain => (GemvInput::Plain, 0.0f32),
                     Input::Norm(nb, eps) => {
@@ -384,9 +384,13 @@ impl WgpuBackend {
                     }
                     Input::SiluMul => (GemvInput::SiluMul, 0.0),
                 };
-                let k = Kernel::Gemv { dtype, tokens: rows as u32, x_vec4, input: kind };
-                let p = [&p[..], &[eps.to_bits(), rows_per_wg as u32]].concat();
-                self.dispatch(k, &bufs, &p, crow.div_ceil(rows_per_wg) as u64, true)?;
+                // Groups of up to GEMV_MAX_TOKENS tokens, each reading the weights once.
+                for t0 in (0..rows).step_by(GEMV_MAX_TOKENS) {
+                    let tokens = (rows - t0).min(GEMV_MAX_TOKENS) as u32;
+                    let k = Kernel::Gemv { dtype, tokens, x_vec4, input: kind };
+                    let p = [&p[..], &[eps.to_bits(), rows_per_wg as u32, t0 as u32]].concat();
+                    self.dispatch(k, &bufs, &p, crow.div_ceil(rows_per_wg) as u64, true)?;
+                }
             } else {
                 let grid = (crow.div_ceil(GEMM_TILE as usize), rows.div_ceil(GEMM_TILE as usize));
                 let max = self.gpu.limits.max_compute_workgroups_per_dimension as usize;
@@ -636,7 +640,7 @@ impl Backend for WgpuBackend {
         dim: usize,
         mode: MatmulMode,
     ) -> Result<()> {
-        if rows > GEMV_MAX_TOKENS {
+        if rows > GEMV_BATCH_TOKENS {
             self.rms_norm(x, norm, xn, rows, dim, eps)?;
             return self.matmul(w, xn, out, rows, mode);
         }
@@ -658,7 +662,7 @@ impl Backend for WgpuBackend {
         ffn: usize,
         mode: MatmulMode,
     ) -> Result<()> {
-        if rows > GEMV_MAX_TOKENS {
+        if rows > GEMV_BATCH_TOKENS {
             self.silu_mul(gate_up, h, rows, ffn)?;
             return self.matmul(w, h, out, rows, mode);
         }

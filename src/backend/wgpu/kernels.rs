@@ -14,9 +14,11 @@ pub enum Access {
     ReadWrite,
 }
 
-/// Tokens up to which a matmul runs as gemv (weights read once for all tokens), beyond which it
-/// runs as the tiled GEMM.
+/// Most tokens of one gemv dispatch (weights read once for all of them).
 pub const GEMV_MAX_TOKENS: usize = 8;
+/// Tokens up to which a matmul runs as gemvs of up to [`GEMV_MAX_TOKENS`] tokens each (batched
+/// decode), beyond which it runs as the tiled GEMM.
+pub const GEMV_BATCH_TOKENS: usize = 32;
 /// Invocations of a gemv workgroup.
 pub const GEMV_WG: u32 = 256;
 /// Invocations of a gemv team (one weight row at a time) without subgroups.
