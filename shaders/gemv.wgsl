@@ -1,9 +1,10 @@
 // Matrix-vector product for a few tokens (decode): out[t, row0 + r] (+)= s[t]·Σ_k W[r, k]·in(t, k) + bias.
-// A team of invocations (a subgroup, or 32 invocations without subgroups) owns one weight row at a
-// time; its lanes read consecutive 16-byte words of the row (coalesced), four words in flight per
-// lane, and the team sums its lanes' partial dot products. Included before this file: a reduction
-// library (`reduce_sum`, `team_sum`), a weight format (`dot_piece`, `PPU`), an activation reader
-// (`x4_at`) and an input (`in4`: plain, RMS-normed or SwiGLU; `input_scales`: the per-token factor s).
+// A team of invocations (a subgroup, or 32 invocations without subgroups) owns NR weight rows at a
+// time: its lanes read consecutive 16-byte words of each row (coalesced), two words per row in
+// flight per lane, load each input piece once for the NR rows, and the team sums its lanes' partial
+// dot products. Included before this file: a reduction library (`reduce_sum`, `team_sum`), a weight
+// format (`dot_piece`, `PPU` words per unit, `PX` input vec4s per word), an activation reader
+// (`x4_at`) and an input (`in4`: plain, RMS-normed or SwiGLU; `input_scales`: the factor s).
 struct Params {
     rows: u32,       // weight rows in this chunk
     cols: u32,       // weight columns (= input row length)
@@ -22,10 +23,20 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 const T: u32 = @T@u;
+const NR: u32 = 4u;
 
 // The activation row of token `t` of this dispatch (the input libraries read through it).
 fn in_row(t: u32) -> u32 {
     return p.t0 + t;
+}
+
+// The inputs of word `pc` of a row for token `t`: PX vec4s.
+fn piece_inputs(t: u32, pc: u32) -> array<vec4<f32>, 8> {
+    var xs: array<vec4<f32>, 8>;
+    for (var j = 0u; j < PX; j++) {
+        xs[j] = in4(t, pc * PX + j);
+    }
+    return xs;
 }
 
 @compute @workgroup_size(WG)
@@ -36,44 +47,50 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let ppr = p.upr * PPU; // words per row
     let lane = team_lane(ln);
     let size = team_size(ln);
+    let teams = n_teams(ln);
     // Every team runs the same number of rounds, so the team sums stay in uniform control flow.
-    let rounds = (p.rows_per_wg + n_teams(ln) - 1u) / n_teams(ln);
+    let rounds = (p.rows_per_wg + NR * teams - 1u) / (NR * teams);
     for (var k = 0u; k < rounds; k++) {
-        let r = team(ln) + k * n_teams(ln);
-        let row = first + r;
-        let valid = r < p.rows_per_wg && row < p.rows;
-        let rr = min(row, p.rows - 1u);
-        let base = rr * ppr;
-        var acc: array<f32, T>;
-        for (var pc = lane; pc < ppr; pc += 4u * size) {
-            // Words past the row are read clamped and their products dropped.
-            let p1 = min(pc + size, ppr - 1u);
-            let p2 = min(pc + 2u * size, ppr - 1u);
-            let p3 = min(pc + 3u * size, ppr - 1u);
-            let w0 = wq[base + pc];
-            let w1 = wq[base + p1];
-            let w2 = wq[base + p2];
-            let w3 = wq[base + p3];
+        let r0 = (team(ln) + k * teams) * NR; // first row of the team, within the workgroup
+        var rr: array<u32, NR>; // the rows, clamped into the chunk
+        for (var r = 0u; r < NR; r++) {
+            rr[r] = min(first + r0 + r, p.rows - 1u);
+        }
+        var acc: array<array<f32, NR>, T>;
+        for (var pc = lane; pc < ppr; pc += 2u * size) {
+            // The second word past the row is read clamped and its products dropped.
+            let pc1 = min(pc + size, ppr - 1u);
+            let has1 = pc + size < ppr;
+            var w0: array<vec4<u32>, NR>;
+            var w1: array<vec4<u32>, NR>;
+            for (var r = 0u; r < NR; r++) {
+                w0[r] = wq[rr[r] * ppr + pc];
+                w1[r] = wq[rr[r] * ppr + pc1];
+            }
             for (var t = 0u; t < T; t++) {
-                var d = dot_piece(w0, rr, pc, t);
-                d += select(0.0, dot_piece(w1, rr, p1, t), pc + size < ppr);
-                d += select(0.0, dot_piece(w2, rr, p2, t), pc + 2u * size < ppr);
-                d += select(0.0, dot_piece(w3, rr, p3, t), pc + 3u * size < ppr);
-                acc[t] += d;
+                let xs0 = piece_inputs(t, pc);
+                let xs1 = piece_inputs(t, pc1);
+                for (var r = 0u; r < NR; r++) {
+                    let d1 = dot_piece(w1[r], rr[r], pc1, xs1);
+                    acc[t][r] += dot_piece(w0[r], rr[r], pc, xs0) + select(0.0, d1, has1);
+                }
             }
         }
         for (var t = 0u; t < T; t++) {
-            let total = team_sum(acc[t], ln);
-            if lane == 0u && valid {
-                let o = in_row(t) * p.out_stride + p.row0 + row;
-                var v = scales[t] * total;
-                if p.has_bias != 0u {
-                    v += bias[p.row0 + row];
+            for (var r = 0u; r < NR; r++) {
+                let total = team_sum(acc[t][r], ln);
+                let row = first + r0 + r;
+                if lane == 0u && r0 + r < p.rows_per_wg && row < p.rows {
+                    let o = in_row(t) * p.out_stride + p.row0 + row;
+                    var v = scales[t] * total;
+                    if p.has_bias != 0u {
+                        v += bias[p.row0 + row];
+                    }
+                    if p.accumulate != 0u {
+                        v += out[o];
+                    }
+                    out[o] = v;
                 }
-                if p.accumulate != 0u {
-                    v += out[o];
-                }
-                out[o] = v;
             }
         }
     }

@@ -1,12 +1,11 @@
 // Matrix input through an RMS norm, fused: in = g ⊙ x, and the result of each token row is scaled
 // by 1/sqrt(mean(x²) + eps) (a factor of the whole dot product), which the workgroup computes once
 // from x before the weights are read.
-@group(0) @binding(6) var<storage, read> gn: array<f32>;
+// The norm weight, read as vec4 whatever `cols` is: its buffer is zero-padded to 16 bytes.
+@group(0) @binding(6) var<storage, read> gn: array<vec4<f32>>;
 
 fn in4(t: u32, c4: u32) -> vec4<f32> {
-    let c = min(4u * c4, p.cols - 1u);
-    let g = vec4<f32>(gn[c], gn[min(c + 1u, p.cols - 1u)], gn[min(c + 2u, p.cols - 1u)], gn[min(c + 3u, p.cols - 1u)]);
-    return x4_at(in_row(t) * p.cols, c4, p.cols) * g;
+    return x4_at(in_row(t) * p.cols, c4, p.cols) * gn[min(c4, (p.cols - 1u) / 4u)];
 }
 
 // 1/sqrt(mean(x[t]²) + eps) for each token row. Call from uniform control flow.

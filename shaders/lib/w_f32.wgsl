@@ -11,12 +11,13 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
-// Pieces (16-byte words of `wq`) per unit of 32 weights.
+// Pieces (16-byte words of `wq`) per unit of 32 weights, and input vec4s per piece.
 const PPU: u32 = 8u;
+const PX: u32 = 1u;
 
-// Σ of the 4 weights in word `w`, piece `pc` of row `row`, times the matching inputs of token `t`.
-fn dot_piece(w: vec4<u32>, row: u32, pc: u32, t: u32) -> f32 {
-    return dot(bitcast<vec4<f32>>(w), in4(t, pc));
+// Σ of the 4 weights in word `w` (piece `pc` of row `row`) times the piece's inputs `xs[0]`.
+fn dot_piece(w: vec4<u32>, row: u32, pc: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    return dot(bitcast<vec4<f32>>(w), xs[0]);
 }
 
 // Weights 4i .. 4i + 4 of unit `u` of row `row` (i < 8).

@@ -15,13 +15,14 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
-// Pieces (16-byte words of `wq`) per unit of 32 weights.
+// Pieces (16-byte words of `wq`) per unit of 32 weights, and input vec4s per piece.
 const PPU: u32 = 4u;
+const PX: u32 = 2u;
 
-// Σ of the 8 weights in word `w`, piece `pc` of row `row`, times the matching inputs of token `t`.
-fn dot_piece(w: vec4<u32>, row: u32, pc: u32, t: u32) -> f32 {
-    let lo = dot(vec4<f32>(half2(w.x), half2(w.y)), in4(t, 2u * pc));
-    return lo + dot(vec4<f32>(half2(w.z), half2(w.w)), in4(t, 2u * pc + 1u));
+// Σ of the 8 weights in word `w` (piece `pc` of row `row`) times the piece's inputs `xs[0..2]`.
+fn dot_piece(w: vec4<u32>, row: u32, pc: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let lo = dot(vec4<f32>(half2(w.x), half2(w.y)), xs[0]);
+    return lo + dot(vec4<f32>(half2(w.z), half2(w.w)), xs[1]);
 }
 
 // Weights 4i .. 4i + 4 of unit `u` of row `row` (i < 8).

@@ -27,20 +27,19 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
-// Pieces (16-byte words of `wq`) per block of 32 weights.
+// Pieces (16-byte words of `wq`) per block of 32 weights, and input vec4s per piece.
 const PPU: u32 = 1u;
+const PX: u32 = 8u;
 
-// Σ of the 32 weights of block word `w` (piece `pc` of row `row`) times the matching inputs of token
-// `t`: nibbles times inputs first, then d·(Σ q·x − 8·Σ x).
-fn dot_piece(w: vec4<u32>, row: u32, pc: u32, t: u32) -> f32 {
+// Σ of the 32 weights of block word `w` (piece `pc` of row `row`) times the piece's inputs `xs`:
+// nibbles times inputs first, then d·(Σ q·x − 8·Σ x).
+fn dot_piece(w: vec4<u32>, row: u32, pc: u32, xs: array<vec4<f32>, 8>) -> f32 {
     var qx = vec4<f32>(0.0);
     var sx = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
-        let lo = in4(t, 8u * pc + i);
-        let hi = in4(t, 8u * pc + i + 4u);
-        qx = fma(nib4(w[i], 0u), lo, qx);
-        qx = fma(nib4(w[i], 4u), hi, qx);
-        sx += lo + hi;
+        qx = fma(nib4(w[i], 0u), xs[i], qx);
+        qx = fma(nib4(w[i], 4u), xs[i + 4u], qx);
+        sx += xs[i] + xs[i + 4u];
     }
     let b = row * p.upr + pc;
     let d = unpack2x16float(ws[b >> 1u])[b & 1u];

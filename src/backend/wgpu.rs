@@ -368,9 +368,11 @@ impl WgpuBackend {
         let chunks: Vec<(usize, usize, u32, u32)> =
             wt.chunks.iter().map(|c| (c.row0, c.rows, c.q, c.s)).collect();
         let bias_buf = bias.unwrap_or(self.dummy);
-        // Rows per gemv workgroup: one per team when teams are as small as the device allows.
+        // Rows per gemv workgroup: GEMV_TEAM_ROWS per team when teams are as small as the device
+        // allows (larger teams take several rounds).
         let team = if self.gpu.subgroups { self.gpu.subgroup_min } else { kernels::GEMV_TEAM };
-        let rows_per_wg = (kernels::GEMV_WG / team.clamp(4, kernels::GEMV_WG)) as usize;
+        let teams = kernels::GEMV_WG / team.clamp(4, kernels::GEMV_WG);
+        let rows_per_wg = (teams * kernels::GEMV_TEAM_ROWS) as usize;
         for (row0, crow, q, s) in chunks {
             let mut bufs = vec![q, s, bias_buf, xb, ob];
             let common = [crow, cols, units, row0, wrows].map(|v| v as u32);

@@ -20,7 +20,9 @@ pub const GEMV_MAX_TOKENS: usize = 8;
 /// decode), beyond which it runs as the tiled GEMM.
 pub const GEMV_BATCH_TOKENS: usize = 32;
 /// Invocations of a gemv workgroup.
-pub const GEMV_WG: u32 = 256;
+pub const GEMV_WG: u32 = 128;
+/// Weight rows a gemv team works on at once (sharing each input load).
+pub const GEMV_TEAM_ROWS: u32 = 4;
 /// Invocations of a gemv team (one weight row at a time) without subgroups.
 pub const GEMV_TEAM: u32 = 32;
 /// Invocations of an rms_norm workgroup (one row each).
@@ -185,13 +187,9 @@ impl Kernel {
             Kernel::Gemm { dtype, x_vec4 } => {
                 s.push_str(&weight_lib(*dtype));
                 s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
-                s.push_str(IN_PLAIN);
             }
             Kernel::Embed { dtype } => {
-                // The activation reader and input only complete the weight library's gemv helper.
                 s.push_str(&weight_lib(*dtype));
-                s.push_str(X_SCALAR);
-                s.push_str(IN_PLAIN);
                 s.push_str(STEP_LIB);
             }
             Kernel::GatherRows | Kernel::RopeStoreKv | Kernel::Attention => s.push_str(STEP_LIB),
