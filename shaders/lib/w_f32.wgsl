@@ -15,9 +15,9 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
 const PPU: u32 = 8u;
 const PX: u32 = 1u;
 
-// Σ of the 4 weights in word `w` (piece `pc` of row `row`) times the piece's inputs `xs[0]`.
-fn dot_piece(w: vec4<u32>, row: u32, pc: u32, xs: array<vec4<f32>, 8>) -> f32 {
-    return dot(bitcast<vec4<f32>>(w), xs[0]);
+// Σ of the 4 weights in word `w` (piece `pc` of row `row`) times the piece's input `xl[0]`.
+fn dot_piece(w: vec4<u32>, row: u32, pc: u32, xl: mat4x4<f32>, xh: mat4x4<f32>) -> f32 {
+    return dot(bitcast<vec4<f32>>(w), xl[0]);
 }
 
 // Weights 4i .. 4i + 4 of unit `u` of row `row` (i < 8).

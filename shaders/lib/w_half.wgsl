@@ -19,10 +19,10 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
 const PPU: u32 = 4u;
 const PX: u32 = 2u;
 
-// Σ of the 8 weights in word `w` (piece `pc` of row `row`) times the piece's inputs `xs[0..2]`.
-fn dot_piece(w: vec4<u32>, row: u32, pc: u32, xs: array<vec4<f32>, 8>) -> f32 {
-    let lo = dot(vec4<f32>(half2(w.x), half2(w.y)), xs[0]);
-    return lo + dot(vec4<f32>(half2(w.z), half2(w.w)), xs[1]);
+// Σ of the 8 weights in word `w` (piece `pc` of row `row`) times the piece's inputs `xl[0..2]`.
+fn dot_piece(w: vec4<u32>, row: u32, pc: u32, xl: mat4x4<f32>, xh: mat4x4<f32>) -> f32 {
+    let lo = dot(vec4<f32>(half2(w.x), half2(w.y)), xl[0]);
+    return lo + dot(vec4<f32>(half2(w.z), half2(w.w)), xl[1]);
 }
 
 // Weights 4i .. 4i + 4 of unit `u` of row `row` (i < 8).

@@ -31,16 +31,18 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
 const PPU: u32 = 1u;
 const PX: u32 = 8u;
 
-// Σ of the 32 weights of block word `w` (piece `pc` of row `row`) times the piece's inputs `xs`:
-// nibbles times inputs first, then d·(Σ q·x − 8·Σ x).
-fn dot_piece(w: vec4<u32>, row: u32, pc: u32, xs: array<vec4<f32>, 8>) -> f32 {
-    var qx = vec4<f32>(0.0);
-    var sx = vec4<f32>(0.0);
-    for (var i = 0u; i < 4u; i++) {
-        qx = fma(nib4(w[i], 0u), xs[i], qx);
-        qx = fma(nib4(w[i], 4u), xs[i + 4u], qx);
-        sx += xs[i] + xs[i + 4u];
-    }
+// Σ of the 32 weights of block word `w` (piece `pc` of row `row`) times the piece's inputs
+// (`xl`: elements 0..16, `xh`: 16..32): nibbles times inputs first, then d·(Σ q·x − 8·Σ x).
+fn dot_piece(w: vec4<u32>, row: u32, pc: u32, xl: mat4x4<f32>, xh: mat4x4<f32>) -> f32 {
+    var qx = nib4(w.x, 0u) * xl[0];
+    qx = fma(nib4(w.y, 0u), xl[1], qx);
+    qx = fma(nib4(w.z, 0u), xl[2], qx);
+    qx = fma(nib4(w.w, 0u), xl[3], qx);
+    qx = fma(nib4(w.x, 4u), xh[0], qx);
+    qx = fma(nib4(w.y, 4u), xh[1], qx);
+    qx = fma(nib4(w.z, 4u), xh[2], qx);
+    qx = fma(nib4(w.w, 4u), xh[3], qx);
+    let sx = ((xl[0] + xl[1]) + (xl[2] + xl[3])) + ((xh[0] + xh[1]) + (xh[2] + xh[3]));
     let b = row * p.upr + pc;
     let d = unpack2x16float(ws[b >> 1u])[b & 1u];
     return d * (((qx.x + qx.y) + (qx.z + qx.w)) - 8.0 * ((sx.x + sx.y) + (sx.z + sx.w)));

@@ -31,14 +31,14 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
 const PPU: u32 = 2u;
 const PX: u32 = 4u;
 
-// Σ of the 16 weights in word `w` (piece `pc` of row `row`) times the piece's inputs `xs[0..4]`:
+// Σ of the 16 weights in word `w` (piece `pc` of row `row`) times the piece's inputs `xl`:
 // integer quants times inputs first, the block's scale once.
-fn dot_piece(w: vec4<u32>, row: u32, pc: u32, xs: array<vec4<f32>, 8>) -> f32 {
+fn dot_piece(w: vec4<u32>, row: u32, pc: u32, xl: mat4x4<f32>, xh: mat4x4<f32>) -> f32 {
     let b = row * p.upr + pc / 2u;
-    var s = i8x4(w.x) * xs[0];
-    s = fma(i8x4(w.y), xs[1], s);
-    s = fma(i8x4(w.z), xs[2], s);
-    s = fma(i8x4(w.w), xs[3], s);
+    var s = i8x4(w.x) * xl[0];
+    s = fma(i8x4(w.y), xl[1], s);
+    s = fma(i8x4(w.z), xl[2], s);
+    s = fma(i8x4(w.w), xl[3], s);
     return unpack2x16float(ws[b >> 1u])[b & 1u] * ((s.x + s.y) + (s.z + s.w));
 }
 

@@ -371,8 +371,8 @@ impl WgpuBackend {
         // Rows per gemv workgroup: GEMV_TEAM_ROWS per team when teams are as small as the device
         // allows (larger teams take several rounds).
         let team = if self.gpu.subgroups { self.gpu.subgroup_min } else { kernels::GEMV_TEAM };
-        let teams = kernels::GEMV_WG / team.clamp(4, kernels::GEMV_WG);
-        let rows_per_wg = (teams * kernels::GEMV_TEAM_ROWS) as usize;
+        let (wg, team_rows) = kernels::gemv_shape();
+        let rows_per_wg = (wg / team.clamp(4, wg) * team_rows) as usize;
         for (row0, crow, q, s) in chunks {
             let mut bufs = vec![q, s, bias_buf, xb, ob];
             let common = [crow, cols, units, row0, wrows].map(|v| v as u32);

@@ -19,10 +19,21 @@ pub const GEMV_MAX_TOKENS: usize = 8;
 /// Tokens up to which a matmul runs as gemvs of up to [`GEMV_MAX_TOKENS`] tokens each (batched
 /// decode), beyond which it runs as the tiled GEMM.
 pub const GEMV_BATCH_TOKENS: usize = 32;
-/// Invocations of a gemv workgroup.
-pub const GEMV_WG: u32 = 128;
-/// Weight rows a gemv team works on at once (sharing each input load).
-pub const GEMV_TEAM_ROWS: u32 = 4;
+/// The gemv's shape: invocations per workgroup, and weight rows a team works on at once (1 or 2,
+/// sharing each input load). `PRISM_GEMV_WG` and `PRISM_GEMV_ROWS` override them (for tuning runs).
+pub fn gemv_shape() -> (u32, u32) {
+    static SHAPE: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *SHAPE.get_or_init(|| {
+        let env = |name: &str, ok: &[u32], default: u32| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|v| ok.contains(v))
+                .unwrap_or(default)
+        };
+        (env("PRISM_GEMV_WG", &[64, 128, 256], 256), env("PRISM_GEMV_ROWS", &[1, 2], 2))
+    })
+}
 /// Invocations of a gemv team (one weight row at a time) without subgroups.
 pub const GEMV_TEAM: u32 = 32;
 /// Invocations of an rms_norm workgroup (one row each).
@@ -167,7 +178,7 @@ impl Kernel {
         let mut s = String::new();
         let sg = subgroups && self.reduces();
         if self.reduces() {
-            let wg = if matches!(self, Kernel::RmsNorm) { NORM_WG } else { GEMV_WG };
+            let wg = if matches!(self, Kernel::RmsNorm) { NORM_WG } else { gemv_shape().0 };
             s.push_str(&format!("const WG: u32 = {wg}u;\n"));
             s.push_str(if sg { REDUCE_SUBGROUP } else { REDUCE_WORKGROUP });
         }
@@ -209,7 +220,10 @@ impl Kernel {
             Kernel::Gemv { tokens, .. } => *tokens,
             _ => 1,
         };
-        s.replace("@SG_PARAMS@", params).replace("@SG_ARGS@", args).replace("@T@", &tokens.to_string())
+        s.replace("@SG_PARAMS@", params)
+            .replace("@SG_ARGS@", args)
+            .replace("@T@", &tokens.to_string())
+            .replace("@NR@", &gemv_shape().1.to_string())
     }
 
     /// Storage bindings after the uniform at 0: `(binding, access)`.
