@@ -136,6 +136,8 @@ pub struct WgpuBackend {
     chunk_bytes: u64,
     /// GPU time per kernel when profiling (`PRISM_PROFILE=1`): timestamps around every dispatch.
     profiler: Option<profile::Profiler>,
+    /// Scratch for argmax's (value, index) pairs: GPU buffer and its bytes.
+    argmax_pairs: Option<(u32, u64)>,
     /// First parameter slot of the part being recorded (the slots are a ring).
     slot_base: u32,
     /// Dispatches per submitted part (`PRISM_WGPU_SUBMIT_EVERY`, default [`SUBMIT_EVERY`]).
@@ -194,6 +196,7 @@ impl WgpuBackend {
             max_binding: limit & !15,
             chunk_bytes: (max_binding.min(limit) & !15).max(16),
             profiler: None,
+            argmax_pairs: None,
             slot_base: 0,
             submit_every: std::env::var("PRISM_WGPU_SUBMIT_EVERY")
                 .ok()
@@ -723,7 +726,11 @@ impl Backend for WgpuBackend {
             shape.scale.to_bits(),
         ];
         let groups = mul(op, n, shape.heads)? as u64;
-        self.dispatch(Kernel::Attention, &[qb, k, v, self.step_buf, ob], &p, groups, true)
+        let k_attn = match shape.head_dim % 4 {
+            0 => Kernel::AttentionV4,
+            _ => Kernel::Attention,
+        };
+        self.dispatch(k_attn, &[qb, k, v, self.step_buf, ob], &p, groups, true)
     }
 
     fn silu_mul(&mut self, gate_up: BufId, out: BufId, rows: usize, ffn: usize) -> Result<()> {
@@ -767,7 +774,22 @@ impl Backend for WgpuBackend {
     fn argmax(&mut self, x: BufId, out: BufId, rows: usize, cols: usize) -> Result<()> {
         let op = "argmax";
         let [xb, ob] = check::argmax_args(self, x, out, rows, cols)?;
-        self.dispatch(Kernel::Argmax, &[xb, ob], &[u32_of(op, cols)?], rows as u64, true)
+        if rows == 0 {
+            return Ok(());
+        }
+        // Pass 1 gives each workgroup at least 1024 columns, at most 64 pairs per row.
+        let parts = cols.div_ceil(1024).clamp(1, 64);
+        let span = cols.div_ceil(parts);
+        let pair_bytes = mul(op, mul(op, rows, parts)?, 8)? as u64;
+        if self.argmax_pairs.is_none_or(|(_, cap)| cap < pair_bytes) {
+            let buf = self.create(pair_bytes, storage_usage(), "argmax pairs")?;
+            self.argmax_pairs = Some((buf, pair_bytes));
+        }
+        let pairs = self.argmax_pairs.map_or(self.dummy, |(b, _)| b);
+        let p = [u32_of(op, cols)?, parts as u32, span as u32];
+        let groups = mul(op, rows, parts)? as u64;
+        self.dispatch(Kernel::ArgmaxPartial, &[xb, pairs], &p, groups, true)?;
+        self.dispatch(Kernel::Argmax, &[ob, pairs], &p, rows as u64, true)
     }
 
     fn submit(&mut self) -> Result<()> {

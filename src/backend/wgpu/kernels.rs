@@ -31,7 +31,7 @@ pub fn gemv_shape() -> (u32, u32) {
                 .filter(|v| ok.contains(v))
                 .unwrap_or(default)
         };
-        (env("PRISM_GEMV_WG", &[64, 128, 256], 256), env("PRISM_GEMV_ROWS", &[1, 2], 2))
+        (env("PRISM_GEMV_WG", &[64, 128, 256], 128), env("PRISM_GEMV_ROWS", &[1, 2], 2))
     })
 }
 /// Invocations of a gemv team (one weight row at a time) without subgroups.
@@ -79,9 +79,13 @@ pub enum Kernel {
     /// A copy between two ranges of one buffer.
     CopyWithin,
     GatherRows,
+    /// First pass of argmax: a (value, index) pair per span of a row.
+    ArgmaxPartial,
     Argmax,
     RopeStoreKv,
     Attention,
+    /// Attention for head_dim a multiple of 4 (vec4 loads, parallel value sums).
+    AttentionV4,
 }
 
 /// Weight formats with kernels.
@@ -159,9 +163,10 @@ impl Kernel {
             Kernel::Add => include_str!("../../../shaders/add.wgsl"),
             Kernel::Copy | Kernel::CopyWithin => include_str!("../../../shaders/copy.wgsl"),
             Kernel::GatherRows => include_str!("../../../shaders/gather_rows.wgsl"),
-            Kernel::Argmax => include_str!("../../../shaders/argmax.wgsl"),
+            Kernel::Argmax | Kernel::ArgmaxPartial => include_str!("../../../shaders/argmax.wgsl"),
             Kernel::RopeStoreKv => include_str!("../../../shaders/rope_store_kv.wgsl"),
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
+            Kernel::AttentionV4 => include_str!("../../../shaders/attention_v4.wgsl"),
         }
     }
 
@@ -169,6 +174,7 @@ impl Kernel {
     pub fn entry(&self) -> &'static str {
         match self {
             Kernel::CopyWithin => "copy_within",
+            Kernel::ArgmaxPartial => "partial",
             _ => "main",
         }
     }
@@ -203,7 +209,9 @@ impl Kernel {
                 s.push_str(&weight_lib(*dtype));
                 s.push_str(STEP_LIB);
             }
-            Kernel::GatherRows | Kernel::RopeStoreKv | Kernel::Attention => s.push_str(STEP_LIB),
+            Kernel::GatherRows | Kernel::RopeStoreKv | Kernel::Attention | Kernel::AttentionV4 => {
+                s.push_str(STEP_LIB)
+            }
             _ => {}
         }
         s.push_str(self.file());
@@ -234,11 +242,12 @@ impl Kernel {
             Kernel::Gemv { .. } | Kernel::Gemm { .. } => &[(1, R), (2, R), (3, R), (4, R), (5, W)],
             Kernel::Embed { .. } => &[(1, R), (2, R), (3, R), (5, W)],
             Kernel::RmsNorm => &[(1, R), (2, R), (3, W)],
-            Kernel::SiluMul | Kernel::Add | Kernel::Copy | Kernel::Argmax => &[(1, R), (2, W)],
+            Kernel::SiluMul | Kernel::Add | Kernel::Copy | Kernel::ArgmaxPartial => &[(1, R), (2, W)],
+            Kernel::Argmax => &[(2, W), (3, R)],
             Kernel::CopyWithin => &[(2, W)],
             Kernel::GatherRows => &[(1, R), (2, W), (3, R)],
             Kernel::RopeStoreKv => &[(1, R), (2, R), (3, R), (4, W), (5, W), (6, W)],
-            Kernel::Attention => &[(1, R), (2, R), (3, R), (4, R), (5, W)],
+            Kernel::Attention | Kernel::AttentionV4 => &[(1, R), (2, R), (3, R), (4, R), (5, W)],
         }
     }
 
@@ -263,9 +272,11 @@ impl Kernel {
             Kernel::Copy,
             Kernel::CopyWithin,
             Kernel::GatherRows,
+            Kernel::ArgmaxPartial,
             Kernel::Argmax,
             Kernel::RopeStoreKv,
             Kernel::Attention,
+            Kernel::AttentionV4,
         ]);
         v
     }
