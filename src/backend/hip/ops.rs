@@ -26,6 +26,12 @@ const MAX_GROUP: usize = 16;
 const MAX_QROW: usize = 2048;
 /// Threads (= positions per chunk) of the attention kernel.
 const ATTN_BLOCK: u32 = 128;
+/// Threads of the flash prefill kernel (hip/attention_prefill.hip), and the average run of tokens of
+/// one sequence from which a step goes to it.
+const PREFILL_BLOCK: u32 = 128;
+const PREFILL_MIN_RUN: usize = 8;
+/// Columns per block of argmax (hip/argmax.hip).
+const ARGMAX_CHUNK: usize = 1024;
 
 impl GpuBackend {
     fn buf(&self, op: &'static str, id: BufId) -> Result<&DBuf> {
@@ -98,6 +104,55 @@ impl GpuBackend {
             self.launch("gemm_prep", "add_bias", [Self::blocks_for(n_o), 1, 1], BLOCK, args)?;
         }
         Ok(())
+    }
+}
+
+impl GpuBackend {
+    /// Tokens per block of the flash prefill kernel (hip/attention_prefill.hip) when it serves this
+    /// step: head dims it holds (32, 64, 128) and runs of one sequence long enough (on average at least
+    /// PREFILL_MIN_RUN tokens) for its tiles to share keys; otherwise `None` (the split-K kernel).
+    fn prefill_tile(&self, shape: &AttnShape, n: usize) -> Option<usize> {
+        if !matches!(shape.head_dim, 32 | 64 | 128) {
+            return None;
+        }
+        let rows = PREFILL_BLOCK as usize / (shape.head_dim / 32);
+        let group = shape.heads / shape.kv_heads;
+        let seqs = &self.step.token_seq[..n];
+        let runs = 1 + seqs.windows(2).filter(|w| w[0] != w[1]).count();
+        (group <= rows && n >= PREFILL_MIN_RUN * runs).then_some(rows / group)
+    }
+
+    /// Records the flash prefill kernel over `n` tokens (arguments checked by `attention`).
+    #[allow(clippy::too_many_arguments)]
+    fn attention_prefill(
+        &mut self,
+        q: u64,
+        (kc, vc): (u64, u64),
+        out: u64,
+        shape: &AttnShape,
+        block_size: usize,
+        n: usize,
+        tokens_per_block: usize,
+    ) -> Result<()> {
+        let sd = &self.step_dev;
+        let args = Args::new()
+            .p(q)
+            .p(kc)
+            .p(vc)
+            .p(out)
+            .p(sd.positions())
+            .p(sd.token_seq())
+            .p(sd.table_start())
+            .p(sd.tables())
+            .i(n)
+            .i(shape.heads)
+            .i(shape.kv_heads)
+            .i(shape.head_dim)
+            .i(block_size)
+            .f(shape.scale)
+            .i(shape.window.map_or(0, |w| w as usize));
+        let grid = [n.div_ceil(tokens_per_block) as u32, shape.kv_heads as u32, 1];
+        self.launch("attention_prefill", "attention_prefill", grid, PREFILL_BLOCK, args)
     }
 }
 
@@ -292,7 +347,10 @@ impl Backend for GpuBackend {
             .i(shape.kv_heads)
             .i(shape.head_dim)
             .i(spec.block_size);
-        self.launch("rope_store_kv", "rope_store_kv", [n as u32, 1, 1], 512, args)
+        // (query + key heads) · head_dim / 2 rotated pairs and kv_width values per token.
+        let items = (shape.heads + shape.kv_heads) * (shape.head_dim / 2) + shape.kv_width();
+        let per_token = items.div_ceil(BLOCK as usize).min(65535) as u32;
+        self.launch("rope_store_kv", "rope_store_kv", [n as u32, per_token, 1], BLOCK, args)
     }
 
     fn attention(
@@ -326,6 +384,9 @@ impl Backend for GpuBackend {
         }
         if n == 0 {
             return Ok(());
+        }
+        if let Some(tokens_per_block) = self.prefill_tile(&shape, n) {
+            return self.attention_prefill(qp, (kc, vc), o, &shape, spec.block_size, n, tokens_per_block);
         }
         // Flash-decoding: few (token, kv head) pairs get their positions split across many blocks.
         let pairs = n * shape.kv_heads;
@@ -420,8 +481,18 @@ impl Backend for GpuBackend {
             self.pending.push(Cmd::Zero { dst: o, bytes: rows * 4 });
             return Ok(());
         }
-        let args = Args::new().p(xp).p(o).i(cols);
-        self.launch("argmax", "argmax", [rows as u32, 1, 1], 1024, args)
+        if rows > 65535 {
+            return Err(invalid("argmax", format!("{rows} rows: at most 65535 per launch")));
+        }
+        // Blocks per row of ARGMAX_CHUNK columns each; scratch: counters [rows] u32, then the partial
+        // values [rows, blocks] f32 and indices [rows, blocks] u32.
+        let blocks = cols.div_ceil(ARGMAX_CHUNK).min(1024);
+        let chunk = cols.div_ceil(blocks);
+        let parts = mul("argmax", rows, blocks)?;
+        let s = self.scratch(Scratch::Argmax, 4 * (rows + 2 * parts))?;
+        let (pv, pi) = (s + 4 * rows as u64, s + 4 * (rows + parts) as u64);
+        let args = Args::new().p(xp).p(o).p(pv).p(pi).p(s).i(cols).i(chunk);
+        self.launch("argmax", "argmax", [blocks as u32, rows as u32, 1], BLOCK, args)
     }
 
     fn submit(&mut self) -> Result<()> {
