@@ -32,6 +32,8 @@ const PREFILL_BLOCK: u32 = 128;
 const PREFILL_MIN_RUN: usize = 8;
 /// Columns per block of argmax (hip/argmax.hip).
 const ARGMAX_CHUNK: usize = 1024;
+/// Most rows of one argmax (the grid's y extent).
+const ARGMAX_MAX_ROWS: usize = 65535;
 
 impl GpuBackend {
     fn buf(&self, op: &'static str, id: BufId) -> Result<&DBuf> {
@@ -481,16 +483,17 @@ impl Backend for GpuBackend {
             self.pending.push(Cmd::Zero { dst: o, bytes: rows * 4 });
             return Ok(());
         }
-        if rows > 65535 {
-            return Err(invalid("argmax", format!("{rows} rows: at most 65535 per launch")));
+        if rows > ARGMAX_MAX_ROWS {
+            return Err(invalid("argmax", format!("{rows} rows: at most {ARGMAX_MAX_ROWS} per launch")));
         }
-        // Blocks per row of ARGMAX_CHUNK columns each; scratch: counters [rows] u32, then the partial
-        // values [rows, blocks] f32 and indices [rows, blocks] u32.
+        // Blocks per row of ARGMAX_CHUNK columns each; scratch: counters [ARGMAX_MAX_ROWS] u32 (at a
+        // fixed place: they stay zeroed between launches), then the partial values [rows, blocks] f32
+        // and indices [rows, blocks] u32.
         let blocks = cols.div_ceil(ARGMAX_CHUNK).min(1024);
         let chunk = cols.div_ceil(blocks);
         let parts = mul("argmax", rows, blocks)?;
-        let s = self.scratch(Scratch::Argmax, 4 * (rows + 2 * parts))?;
-        let (pv, pi) = (s + 4 * rows as u64, s + 4 * (rows + parts) as u64);
+        let s = self.scratch(Scratch::Argmax, 4 * (ARGMAX_MAX_ROWS + 2 * parts))?;
+        let (pv, pi) = (s + 4 * ARGMAX_MAX_ROWS as u64, s + 4 * (ARGMAX_MAX_ROWS + parts) as u64);
         let args = Args::new().p(xp).p(o).p(pv).p(pi).p(s).i(cols).i(chunk);
         self.launch("argmax", "argmax", [blocks as u32, rows as u32, 1], BLOCK, args)
     }
