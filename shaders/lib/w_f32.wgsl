@@ -11,15 +11,12 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
-// Σ of the 32 weights of unit `u` of row `row` times the matching activations of token `t`
-// (`load_x4`), without staging the unit in an array (gemv keeps everything in registers).
-fn dot_unit(row: u32, u: u32, upr: u32, t: u32, cols: u32) -> f32 {
-    let base = (row * upr + u) * 8u;
-    var s = vec4<f32>(0.0);
-    for (var i = 0u; i < 8u; i++) {
-        s = fma(bitcast<vec4<f32>>(wq[base + i]), load_x4(t, u, i, cols), s);
-    }
-    return (s.x + s.y) + (s.z + s.w);
+// Pieces (16-byte words of `wq`) per unit of 32 weights.
+const PPU: u32 = 8u;
+
+// Σ of the 4 weights in word `w`, piece `pc` of row `row`, times the matching inputs of token `t`.
+fn dot_piece(w: vec4<u32>, row: u32, pc: u32, t: u32) -> f32 {
+    return dot(bitcast<vec4<f32>>(w), in4(t, pc));
 }
 
 // Weights 4i .. 4i + 4 of unit `u` of row `row` (i < 8).

@@ -27,21 +27,22 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
-// Σ of the 32 weights of block `u` of row `row` times the matching activations of token `t`
-// (`load_x4`): nibbles times activations first, then d·Σ q·x + m·Σ x.
-fn dot_unit(row: u32, u: u32, upr: u32, t: u32, cols: u32) -> f32 {
-    let b = row * upr + u;
-    let q = wq[b];
+// Pieces (16-byte words of `wq`) per block of 32 weights.
+const PPU: u32 = 1u;
+
+// Σ of the 32 weights of block word `w` (piece `pc` of row `row`) times the matching inputs of token
+// `t`: nibbles times inputs first, then d·Σ q·x + m·Σ x.
+fn dot_piece(w: vec4<u32>, row: u32, pc: u32, t: u32) -> f32 {
     var qx = vec4<f32>(0.0);
     var sx = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
-        let lo = load_x4(t, u, i, cols);
-        let hi = load_x4(t, u, i + 4u, cols);
-        qx = fma(nib4(q[i], 0u), lo, qx);
-        qx = fma(nib4(q[i], 4u), hi, qx);
+        let lo = in4(t, 8u * pc + i);
+        let hi = in4(t, 8u * pc + i + 4u);
+        qx = fma(nib4(w[i], 0u), lo, qx);
+        qx = fma(nib4(w[i], 4u), hi, qx);
         sx += lo + hi;
     }
-    let dm = unpack2x16float(ws[b]);
+    let dm = unpack2x16float(ws[row * p.upr + pc]);
     return dm.x * ((qx.x + qx.y) + (qx.z + qx.w)) + dm.y * ((sx.x + sx.y) + (sx.z + sx.w));
 }
 

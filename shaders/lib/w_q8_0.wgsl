@@ -27,20 +27,17 @@ fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
-// Σ of the 32 weights of block `u` of row `row` times the matching activations of token `t`
-// (`load_x4`): integer quants times activations first, the scale once.
-fn dot_unit(row: u32, u: u32, upr: u32, t: u32, cols: u32) -> f32 {
-    let b = row * upr + u;
-    let q0 = wq[2u * b];
-    let q1 = wq[2u * b + 1u];
-    var s = i8x4(q0.x) * load_x4(t, u, 0u, cols);
-    s = fma(i8x4(q0.y), load_x4(t, u, 1u, cols), s);
-    s = fma(i8x4(q0.z), load_x4(t, u, 2u, cols), s);
-    s = fma(i8x4(q0.w), load_x4(t, u, 3u, cols), s);
-    s = fma(i8x4(q1.x), load_x4(t, u, 4u, cols), s);
-    s = fma(i8x4(q1.y), load_x4(t, u, 5u, cols), s);
-    s = fma(i8x4(q1.z), load_x4(t, u, 6u, cols), s);
-    s = fma(i8x4(q1.w), load_x4(t, u, 7u, cols), s);
+// Pieces (16-byte words of `wq`) per block of 32 weights.
+const PPU: u32 = 2u;
+
+// Σ of the 16 weights in word `w`, piece `pc` of row `row`, times the matching inputs of token `t`:
+// integer quants times inputs first, the block's scale once.
+fn dot_piece(w: vec4<u32>, row: u32, pc: u32, t: u32) -> f32 {
+    let b = row * p.upr + pc / 2u;
+    var s = i8x4(w.x) * in4(t, 4u * pc);
+    s = fma(i8x4(w.y), in4(t, 4u * pc + 1u), s);
+    s = fma(i8x4(w.z), in4(t, 4u * pc + 2u), s);
+    s = fma(i8x4(w.w), in4(t, 4u * pc + 3u), s);
     return unpack2x16float(ws[b >> 1u])[b & 1u] * ((s.x + s.y) + (s.z + s.w));
 }
 

@@ -297,6 +297,41 @@ pub trait Backend: Send {
     /// `out[r, j] = silu(gate_up[r, j]) · gate_up[r, ffn + j]` for `rows` rows; `gate_up` is
     /// `[rows, 2·ffn]` (the fused `w1|w3` output), `out` is `[rows, ffn]`.
     fn silu_mul(&mut self, gate_up: BufId, out: BufId, rows: usize, ffn: usize) -> Result<()>;
+    /// `out[rows, w.rows] (+)= rms_norm(x)[rows, dim] · Wᵀ + bias`, the norm as [`Backend::rms_norm`]
+    /// with `norm[dim]` and `eps`: one op, so a backend can fold the norm into the matrix product.
+    /// `xn[rows, dim]` is scratch space (its contents afterwards are unspecified).
+    #[allow(clippy::too_many_arguments)]
+    fn norm_matmul(
+        &mut self,
+        x: BufId,
+        norm: BufId,
+        eps: f32,
+        xn: BufId,
+        w: WeightId,
+        out: BufId,
+        rows: usize,
+        dim: usize,
+        mode: MatmulMode,
+    ) -> Result<()> {
+        self.rms_norm(x, norm, xn, rows, dim, eps)?;
+        self.matmul(w, xn, out, rows, mode)
+    }
+    /// `out[rows, w.rows] (+)= silu_mul(gate_up)[rows, ffn] · Wᵀ + bias`, as [`Backend::silu_mul`]
+    /// then [`Backend::matmul`] in one op; `h[rows, ffn]` is scratch space.
+    #[allow(clippy::too_many_arguments)]
+    fn silu_mul_matmul(
+        &mut self,
+        gate_up: BufId,
+        h: BufId,
+        w: WeightId,
+        out: BufId,
+        rows: usize,
+        ffn: usize,
+        mode: MatmulMode,
+    ) -> Result<()> {
+        self.silu_mul(gate_up, h, rows, ffn)?;
+        self.matmul(w, h, out, rows, mode)
+    }
     /// `dst[..len] += src[..len]`.
     fn add(&mut self, dst: BufId, src: BufId, len: usize) -> Result<()>;
     /// `dst[i, :] = src[step.output_rows[i], :]` for each output row of the step; rows are `cols` wide.

@@ -10,12 +10,13 @@
 mod device;
 pub mod kernels;
 mod profile;
+mod record;
 mod weights;
 
 use std::collections::HashMap;
 
 use self::device::Gpu;
-use self::kernels::{Access, GEMM_TILE, GEMV_MAX_TOKENS, GEMV_ROWS, Kernel};
+use self::kernels::{Access, GEMM_TILE, GEMV_BATCH_TOKENS, GEMV_MAX_TOKENS, GemvInput, Kernel};
 use self::weights::RowLayout;
 use super::check::{self, ActBuffers, distinct, invalid, mul};
 use super::{
@@ -27,8 +28,11 @@ pub use self::device::{has_hardware_adapter, probe};
 
 /// Bytes of one dispatch's parameter slot (the largest `min_uniform_buffer_offset_alignment`).
 const SLOT: u64 = 256;
-/// Parameter slots per submit; a longer recording is submitted in parts.
+/// Parameter slots (a ring shared by the submitted parts).
 const SLOTS: u64 = 4096;
+/// Dispatches per submitted part: small enough that the GPU starts on the first layers of a step
+/// while the host still records the rest, large enough that submits stay few.
+const SUBMIT_EVERY: usize = 48;
 
 /// Choices a test may make that a user never needs to.
 #[derive(Clone, Copy, Debug)]
@@ -82,6 +86,16 @@ struct GpuKv {
     layers: Vec<(u32, u32)>,
 }
 
+/// What a matrix product reads: the activations, or an op folded into it.
+#[derive(Clone, Copy)]
+enum Input {
+    Plain,
+    /// RMS-normed activations: the norm weight's GPU buffer and epsilon.
+    Norm(u32, f32),
+    /// SwiGLU of gate | up rows.
+    SiluMul,
+}
+
 /// One recorded dispatch.
 struct Dispatch {
     pipeline: usize,
@@ -122,6 +136,12 @@ pub struct WgpuBackend {
     chunk_bytes: u64,
     /// GPU time per kernel when profiling (`PRISM_PROFILE=1`): timestamps around every dispatch.
     profiler: Option<profile::Profiler>,
+    /// First parameter slot of the part being recorded (the slots are a ring).
+    slot_base: u32,
+    /// Dispatches per submitted part (`PRISM_WGPU_SUBMIT_EVERY`, default [`SUBMIT_EVERY`]).
+    submit_every: usize,
+    /// Host time spent encoding/submitting and waiting (`PRISM_PROFILE=host` or `1`).
+    host: profile::HostTimes,
 }
 
 fn device_error(detail: impl Into<String>) -> BackendError {
@@ -174,6 +194,15 @@ impl WgpuBackend {
             max_binding: limit & !15,
             chunk_bytes: (max_binding.min(limit) & !15).max(16),
             profiler: None,
+            slot_base: 0,
+            submit_every: std::env::var("PRISM_WGPU_SUBMIT_EVERY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&n: &usize| n > 0)
+                .unwrap_or(SUBMIT_EVERY),
+            host: profile::HostTimes::new(
+                std::env::var("PRISM_PROFILE").is_ok_and(|v| v == "1" || v == "host"),
+            ),
         };
         if profiling {
             b.profiler = profile::Profiler::new(&b.gpu, 2048);
@@ -280,222 +309,6 @@ impl WgpuBackend {
         Ok(BufId(id))
     }
 
-    /// The pipeline of `k`, built on first use.
-    fn pipeline(&mut self, k: Kernel) -> Result<usize> {
-        if let Some(&p) = self.pipelines.get(&k) {
-            return Ok(p);
-        }
-        let dev = &self.gpu.device;
-        let layout = self.layouts.entry(k.bindings()).or_insert_with(|| {
-            let mut entries = vec![wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: true,
-                    min_binding_size: wgpu::BufferSize::new(SLOT),
-                },
-                count: None,
-            }];
-            entries.extend(k.bindings().iter().map(|&(binding, access)| wgpu::BindGroupLayoutEntry {
-                binding,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: access == Access::Read },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            }));
-            let bgl = dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: None,
-                entries: &entries,
-            });
-            let pl = dev.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: None,
-                bind_group_layouts: &[Some(&bgl)],
-                immediate_size: 0,
-            });
-            (bgl, pl)
-        });
-        let name = k.name();
-        let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(&name),
-            source: wgpu::ShaderSource::Wgsl(k.source(self.gpu.subgroups).into()),
-        });
-        let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&name),
-            layout: Some(&layout.1),
-            module: &module,
-            entry_point: Some(k.entry()),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(device_error(format!("kernel {name} does not build on this device: {e}")));
-        }
-        self.pipeline_list.push(pipeline);
-        self.pipeline_names.push(name);
-        let idx = self.pipeline_list.len() - 1;
-        self.pipelines.insert(k, idx);
-        Ok(idx)
-    }
-
-    /// Records one dispatch of `k` over `groups` workgroups (a 2-D grid when one dimension is not
-    /// enough; kernels read `groups_x`), binding `bufs` (GPU buffer ids) to `k.bindings()` in order.
-    /// `params` are the kernel's parameter words; `groups_x` is appended when `append_groups_x`.
-    fn dispatch(
-        &mut self,
-        k: Kernel,
-        bufs: &[u32],
-        params: &[u32],
-        groups: u64,
-        append_groups_x: bool,
-    ) -> Result<()> {
-        let max = self.gpu.limits.max_compute_workgroups_per_dimension as u64;
-        let gx = groups.clamp(1, max);
-        let gy = groups.div_ceil(gx);
-        if gy > max {
-            return Err(invalid("dispatch", format!("{groups} workgroups exceed the device's grid")));
-        }
-        let mut p = params.to_vec();
-        if append_groups_x {
-            p.push(gx as u32);
-        }
-        self.dispatch_grid(k, bufs, &p, (gx as u32, gy as u32))
-    }
-
-    fn dispatch_grid(&mut self, k: Kernel, bufs: &[u32], params: &[u32], grid: (u32, u32)) -> Result<()> {
-        if grid.0 == 0 || grid.1 == 0 {
-            return Ok(());
-        }
-        let cap = if self.profiler.is_some() { 2048 } else { SLOTS };
-        if self.recorded.len() as u64 >= cap {
-            self.flush()?;
-        }
-        let pipeline = self.pipeline(k)?;
-        let key = (pipeline, bufs.to_vec());
-        let bind_group = match self.bind_groups.get(&key) {
-            Some(&b) => b,
-            None => {
-                let layout = &self.layouts[k.bindings()].0;
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &self.buffers[self.params as usize],
-                        offset: 0,
-                        size: wgpu::BufferSize::new(SLOT),
-                    }),
-                }];
-                for (&(binding, _), &b) in k.bindings().iter().zip(bufs) {
-                    entries.push(wgpu::BindGroupEntry {
-                        binding,
-                        resource: self.buffers[b as usize].as_entire_binding(),
-                    });
-                }
-                let bg = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout,
-                    entries: &entries,
-                });
-                self.bind_group_list.push(bg);
-                let idx = self.bind_group_list.len() - 1;
-                self.bind_groups.insert(key, idx);
-                idx
-            }
-        };
-        let slot = self.recorded.len() as u32;
-        let mut bytes = words(params);
-        bytes.resize(SLOT as usize, 0);
-        self.param_bytes.extend_from_slice(&bytes);
-        self.recorded.push(Dispatch { pipeline, bind_group, slot, grid });
-        Ok(())
-    }
-
-    /// Encodes everything recorded into one compute pass and submits it.
-    fn flush(&mut self) -> Result<()> {
-        self.check_errors()?;
-        if self.recorded.is_empty() {
-            return Ok(());
-        }
-        let g = &self.gpu;
-        g.queue.write_buffer(&self.buffers[self.params as usize], 0, &self.param_bytes);
-        let mut enc =
-            g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
-        {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-            for (i, d) in self.recorded.iter().enumerate() {
-                pass.set_pipeline(&self.pipeline_list[d.pipeline]);
-                pass.set_bind_group(0, &self.bind_group_list[d.bind_group], &[d.slot * SLOT as u32]);
-                if let Some(p) = &self.profiler {
-                    p.before(&mut pass, i as u32);
-                }
-                pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
-                if let Some(p) = &self.profiler {
-                    p.after(&mut pass, i as u32);
-                }
-            }
-        }
-        if let Some(p) = &self.profiler {
-            p.resolve(&mut enc, self.recorded.len() as u32);
-        }
-        g.queue.submit([enc.finish()]);
-        if let Some(p) = &mut self.profiler {
-            let names: Vec<&str> =
-                self.recorded.iter().map(|d| self.pipeline_names[d.pipeline].as_str()).collect();
-            p.collect(g, &names);
-        }
-        self.recorded.clear();
-        self.param_bytes.clear();
-        self.check_errors()
-    }
-
-    /// Copies the first `bytes` of GPU buffer `src` back to the host.
-    fn read_back(&mut self, src: u32, bytes: u64) -> Result<Vec<u8>> {
-        self.flush()?;
-        if bytes == 0 {
-            return Ok(Vec::new());
-        }
-        let size = bytes.div_ceil(16) * 16;
-        if self.staging.as_ref().is_none_or(|(_, cap)| *cap < size) {
-            let buf = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("read-back"),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            self.staging = Some((buf, size));
-        }
-        let g = &self.gpu;
-        let staging = &self.staging.as_ref().expect("staging buffer made above").0;
-        let mut enc =
-            g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
-        enc.copy_buffer_to_buffer(&self.buffers[src as usize], 0, staging, 0, size);
-        g.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..size).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        g.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
-            .map_err(|e| device_error(format!("waiting for the device: {e}")))?;
-        self.check_errors()?;
-        match rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(device_error(format!("reading results back: {e}"))),
-            Err(_) => return Err(device_error("reading results back: the device dropped the request")),
-        }
-        let out = staging
-            .slice(..bytes)
-            .get_mapped_range()
-            .map_err(|e| device_error(format!("reading results back: {e}")))?
-            .to_vec();
-        staging.unmap();
-        Ok(out)
-    }
-
     /// Writes the step data: a header of counts and offsets, then the arrays (see `shaders/lib/step.wgsl`).
     fn write_step(&mut self, step: &StepBatch) -> Result<()> {
         let mut data: Vec<u32> = vec![0; 16];
@@ -522,6 +335,77 @@ impl WgpuBackend {
             self.bind_groups.clear();
         }
         self.gpu.queue.write_buffer(&self.buffers[self.step_buf as usize], 0, bytemuck::cast_slice(&data));
+        Ok(())
+    }
+
+    /// `out (+)= input(x) · Wᵀ + bias`: gemvs (with the input folded in) for up to
+    /// [`GEMV_BATCH_TOKENS`] rows, else the tiled GEMM (plain inputs only: the fused ops run their
+    /// input op first for many rows).
+    fn matmul_input(
+        &mut self,
+        w: WeightId,
+        x: BufId,
+        out: BufId,
+        rows: usize,
+        mode: MatmulMode,
+        input: Input,
+    ) -> Result<()> {
+        let op = "matmul";
+        distinct(op, x, out)?;
+        let wt = self.weight(op, w)?;
+        let (wrows, cols, units, dtype, bias) = (wt.rows, wt.cols, wt.units, wt.dtype, wt.bias);
+        // A SwiGLU input row holds gate | up.
+        let x_cols = if matches!(input, Input::SiluMul) { mul(op, cols, 2)? } else { cols };
+        let (xl, ol) = (mul(op, rows, x_cols)?, mul(op, rows, wrows)?);
+        let xb = self.f32s(op, "x", x, xl)?;
+        let ob = self.f32s(op, "out", out, ol)?;
+        if rows == 0 || wrows == 0 {
+            return Ok(());
+        }
+        u32_of(op, ol.max(xl))?;
+        let x_vec4 = cols.is_multiple_of(4);
+        let accumulate = (mode == MatmulMode::Accumulate) as u32;
+        let chunks: Vec<(usize, usize, u32, u32)> =
+            wt.chunks.iter().map(|c| (c.row0, c.rows, c.q, c.s)).collect();
+        let bias_buf = bias.unwrap_or(self.dummy);
+        // Rows per gemv workgroup: one per team when teams are as small as the device allows.
+        let team = if self.gpu.subgroups { self.gpu.subgroup_min } else { kernels::GEMV_TEAM };
+        let rows_per_wg = (kernels::GEMV_WG / team.clamp(4, kernels::GEMV_WG)) as usize;
+        for (row0, crow, q, s) in chunks {
+            let mut bufs = vec![q, s, bias_buf, xb, ob];
+            let common = [crow, cols, units, row0, wrows].map(|v| v as u32);
+            let p = [&common[..], &[accumulate, bias.is_some() as u32]].concat();
+            if rows <= GEMV_BATCH_TOKENS {
+                let (kind, eps) = match input {
+                    Input::Plain => (GemvInput::Plain, 0.0f32),
+                    Input::Norm(nb, eps) => {
+                        bufs.push(nb);
+                        (GemvInput::Norm, eps)
+                    }
+                    Input::SiluMul => (GemvInput::SiluMul, 0.0),
+                };
+                // Groups of up to GEMV_MAX_TOKENS tokens, each reading the weights once.
+                for t0 in (0..rows).step_by(GEMV_MAX_TOKENS) {
+                    let tokens = (rows - t0).min(GEMV_MAX_TOKENS) as u32;
+                    let k = Kernel::Gemv { dtype, tokens, x_vec4, input: kind };
+                    let p = [&p[..], &[eps.to_bits(), rows_per_wg as u32, t0 as u32]].concat();
+                    self.dispatch(k, &bufs, &p, crow.div_ceil(rows_per_wg) as u64, true)?;
+                }
+            } else {
+                let grid = (crow.div_ceil(GEMM_TILE as usize), rows.div_ceil(GEMM_TILE as usize));
+                let max = self.gpu.limits.max_compute_workgroups_per_dimension as usize;
+                if grid.0 > max || grid.1 > max {
+                    return Err(invalid(op, format!("{rows} tokens × {crow} rows exceed the device's grid")));
+                }
+                let p = [&p[..], &[rows as u32]].concat();
+                self.dispatch_grid(
+                    Kernel::Gemm { dtype, x_vec4 },
+                    &bufs,
+                    &p,
+                    (grid.0 as u32, grid.1 as u32),
+                )?;
+            }
+        }
         Ok(())
     }
 
@@ -741,45 +625,52 @@ impl Backend for WgpuBackend {
     }
 
     fn matmul(&mut self, w: WeightId, x: BufId, out: BufId, rows: usize, mode: MatmulMode) -> Result<()> {
-        let op = "matmul";
-        distinct(op, x, out)?;
-        let wt = self.weight(op, w)?;
-        let (wrows, cols, units, dtype, bias) = (wt.rows, wt.cols, wt.units, wt.dtype, wt.bias);
-        let (xl, ol) = (mul(op, rows, cols)?, mul(op, rows, wrows)?);
-        let xb = self.f32s(op, "x", x, xl)?;
-        let ob = self.f32s(op, "out", out, ol)?;
-        if rows == 0 || wrows == 0 {
-            return Ok(());
+        self.matmul_input(w, x, out, rows, mode, Input::Plain)
+    }
+
+    fn norm_matmul(
+        &mut self,
+        x: BufId,
+        norm: BufId,
+        eps: f32,
+        xn: BufId,
+        w: WeightId,
+        out: BufId,
+        rows: usize,
+        dim: usize,
+        mode: MatmulMode,
+    ) -> Result<()> {
+        if rows > GEMV_BATCH_TOKENS {
+            self.rms_norm(x, norm, xn, rows, dim, eps)?;
+            return self.matmul(w, xn, out, rows, mode);
         }
-        u32_of(op, ol.max(xl))?;
-        let x_vec4 = cols.is_multiple_of(4);
-        let accumulate = (mode == MatmulMode::Accumulate) as u32;
-        let chunks: Vec<(usize, usize, u32, u32)> =
-            wt.chunks.iter().map(|c| (c.row0, c.rows, c.q, c.s)).collect();
-        let bias_buf = bias.unwrap_or(self.dummy);
-        for (row0, crow, q, s) in chunks {
-            let bufs = [q, s, bias_buf, xb, ob];
-            let common = [crow, cols, units, row0, wrows].map(|v| v as u32);
-            let p = [&common[..], &[accumulate, bias.is_some() as u32]].concat();
-            if rows <= GEMV_MAX_TOKENS {
-                let k = Kernel::Gemv { dtype, tokens: rows as u32, x_vec4 };
-                self.dispatch(k, &bufs, &p, crow.div_ceil(GEMV_ROWS as usize) as u64, true)?;
-            } else {
-                let grid = (crow.div_ceil(GEMM_TILE as usize), rows.div_ceil(GEMM_TILE as usize));
-                let max = self.gpu.limits.max_compute_workgroups_per_dimension as usize;
-                if grid.0 > max || grid.1 > max {
-                    return Err(invalid(op, format!("{rows} tokens × {crow} rows exceed the device's grid")));
-                }
-                let p = [&p[..], &[rows as u32]].concat();
-                self.dispatch_grid(
-                    Kernel::Gemm { dtype, x_vec4 },
-                    &bufs,
-                    &p,
-                    (grid.0 as u32, grid.1 as u32),
-                )?;
-            }
+        let cols = self.weight("norm_matmul", w)?.cols;
+        if cols != dim {
+            return Err(invalid("norm_matmul", format!("dim {dim} but the weight has {cols} columns")));
         }
-        Ok(())
+        let nb = self.f32s("norm_matmul", "norm", norm, dim)?;
+        self.matmul_input(w, x, out, rows, mode, Input::Norm(nb, eps))
+    }
+
+    fn silu_mul_matmul(
+        &mut self,
+        gate_up: BufId,
+        h: BufId,
+        w: WeightId,
+        out: BufId,
+        rows: usize,
+        ffn: usize,
+        mode: MatmulMode,
+    ) -> Result<()> {
+        if rows > GEMV_BATCH_TOKENS {
+            self.silu_mul(gate_up, h, rows, ffn)?;
+            return self.matmul(w, h, out, rows, mode);
+        }
+        let cols = self.weight("silu_mul_matmul", w)?.cols;
+        if cols != ffn {
+            return Err(invalid("silu_mul_matmul", format!("ffn {ffn} but the weight has {cols} columns")));
+        }
+        self.matmul_input(w, gate_up, out, rows, mode, Input::SiluMul)
     }
 
     fn rope_store_kv(
@@ -882,7 +773,12 @@ impl Backend for WgpuBackend {
     }
 
     fn profile_report(&mut self) -> Option<String> {
-        self.profiler.as_mut().map(|p| p.report())
+        let gpu = self.profiler.as_mut().map(|p| p.report());
+        let host = self.host.report();
+        match (gpu, host) {
+            (None, None) => None,
+            (g, h) => Some(format!("{}{}", h.unwrap_or_default(), g.unwrap_or_default())),
+        }
     }
 
     fn download(&mut self, buf: BufId, out: &mut [f32]) -> Result<()> {

@@ -175,6 +175,7 @@ impl Model {
             });
         }
         let (c, a) = (&self.cfg, self.attn);
+        use MatmulMode::{Accumulate, Overwrite};
         b.set_step(step)?;
 
         // ---- embedding ---------------------------------------------------------------------------
@@ -182,24 +183,32 @@ impl Model {
 
         for (i, l) in self.layers.iter().enumerate() {
             // ---- attention: x += Wo · attn(rope(Wqkv · norm(x))) ---------------------------------
-            b.rms_norm(self.x, l.attn_norm, self.xn, n, c.hidden, c.norm_eps)?;
-            b.matmul(l.wqkv, self.xn, self.qkv, n, MatmulMode::Overwrite)?;
+            let eps = c.norm_eps;
+            b.norm_matmul(self.x, l.attn_norm, eps, self.xn, l.wqkv, self.qkv, n, c.hidden, Overwrite)?;
             b.rope_store_kv(self.qkv, self.inv_freq, self.q, self.kv, i, a, n)?;
             b.attention(self.q, self.kv, i, self.attn_out, a, n)?;
-            b.matmul(l.wo, self.attn_out, self.x, n, MatmulMode::Accumulate)?;
+            b.matmul(l.wo, self.attn_out, self.x, n, Accumulate)?;
 
             // ---- MLP: x += W2 · (silu(W1 · norm(x)) ⊙ W3 · norm(x)) ------------------------------
-            b.rms_norm(self.x, l.ffn_norm, self.xn, n, c.hidden, c.norm_eps)?;
-            b.matmul(l.w13, self.xn, self.gate_up, n, MatmulMode::Overwrite)?;
-            b.silu_mul(self.gate_up, self.ffn_h, n, c.ffn)?;
-            b.matmul(l.w2, self.ffn_h, self.x, n, MatmulMode::Accumulate)?;
+            b.norm_matmul(self.x, l.ffn_norm, eps, self.xn, l.w13, self.gate_up, n, c.hidden, Overwrite)?;
+            b.silu_mul_matmul(self.gate_up, self.ffn_h, l.w2, self.x, n, c.ffn, Accumulate)?;
         }
 
         // ---- head: only the output rows ------------------------------------------------------------
         if outputs > 0 {
             b.gather_rows(self.x, self.out_x, c.hidden)?;
-            b.rms_norm(self.out_x, self.final_norm, self.out_xn, outputs, c.hidden, c.norm_eps)?;
-            b.matmul(self.lm_head, self.out_xn, self.logits, outputs, MatmulMode::Overwrite)?;
+            let (x, xn) = (self.out_x, self.out_xn);
+            b.norm_matmul(
+                x,
+                self.final_norm,
+                c.norm_eps,
+                xn,
+                self.lm_head,
+                self.logits,
+                outputs,
+                c.hidden,
+                Overwrite,
+            )?;
         }
         b.submit()?;
         Ok(())

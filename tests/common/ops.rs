@@ -130,7 +130,18 @@ fn download(b: &mut dyn Backend, id: BufId, len: usize) -> BResult<Vec<f32>> {
 
 // ---- matmul ------------------------------------------------------------------------------------
 
+/// An op folded into a matmul's input ([`Backend::norm_matmul`], [`Backend::silu_mul_matmul`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fused {
+    None,
+    /// RMS norm with this weight (epsilon 1e-5).
+    Norm(Vec<f32>),
+    /// SwiGLU: x rows hold gate | up.
+    SiluMul,
+}
+
 pub struct Matmul {
+    fused: Fused,
     dtype: DType,
     parts: Vec<usize>,
     cols: usize,
@@ -159,15 +170,67 @@ impl Matmul {
         let bias = bias.then(|| rand_vec(&mut r, rows, -1.0, 1.0));
         let x = rand_vec(&mut r, tokens * cols, -1.0, 1.0);
         let out0 = rand_vec(&mut r, tokens * rows, -1.0, 1.0);
-        Matmul { dtype, parts: parts.to_vec(), cols, tokens, mode, tensors, w, bias, x, out0 }
+        let fused = Fused::None;
+        Matmul { fused, dtype, parts: parts.to_vec(), cols, tokens, mode, tensors, w, bias, x, out0 }
+    }
+
+    /// As [`Matmul::new`] with `fused` folded into the input (`Fused::Norm`'s weight is drawn here).
+    #[allow(clippy::too_many_arguments)]
+    pub fn fused(
+        seed: u64,
+        dtype: DType,
+        parts: &[usize],
+        cols: usize,
+        tokens: usize,
+        mode: MatmulMode,
+        bias: bool,
+        silu: bool,
+    ) -> Self {
+        let mut m = Matmul::new(seed, dtype, parts, cols, tokens, mode, bias);
+        let mut r = rng(seed ^ 0x5eed);
+        if silu {
+            m.x = rand_vec(&mut r, 2 * tokens * cols, -4.0, 4.0);
+            m.fused = Fused::SiluMul;
+        } else {
+            m.x = rand_vec(&mut r, tokens * cols, -3.0, 3.0);
+            m.fused = Fused::Norm(rand_vec(&mut r, cols, 0.5, 1.5));
+        }
+        m
+    }
+
+    /// The matrix input row by row, as the fused op defines it, in f64.
+    fn input(&self) -> Vec<f64> {
+        let c = self.cols;
+        let mut v = Vec::with_capacity(self.tokens * c);
+        for t in 0..self.tokens {
+            match &self.fused {
+                Fused::None => v.extend(self.x[t * c..][..c].iter().map(|&a| a as f64)),
+                Fused::Norm(g) => {
+                    let row = &self.x[t * c..][..c];
+                    let ms = row.iter().map(|&a| a as f64 * a as f64).sum::<f64>() / c as f64;
+                    let inv = 1.0 / (ms + 1e-5f32 as f64).sqrt();
+                    v.extend(row.iter().zip(g).map(|(&a, &w)| w as f64 * a as f64 * inv));
+                }
+                Fused::SiluMul => {
+                    let (g, u) = self.x[2 * t * c..][..2 * c].split_at(c);
+                    v.extend(g.iter().zip(u).map(|(&g, &u)| g as f64 / (1.0 + (-g as f64).exp()) * u as f64));
+                }
+            }
+        }
+        v
     }
 }
 
 impl OpCase for Matmul {
     fn name(&self) -> String {
         let b = if self.bias.is_some() { "+bias" } else { "" };
+        let op = match self.fused {
+            Fused::None => "matmul",
+            Fused::Norm(_) => "norm_matmul",
+            Fused::SiluMul => "silu_mul_matmul",
+        };
         format!(
-            "matmul {} parts {:?} cols {} tokens {} {:?}{b}",
+            "{op} {} parts {:?} cols {} tokens {} {:?}{b}",
             self.dtype, self.parts, self.cols, self.tokens, self.mode
         )
     }
@@ -181,18 +244,29 @@ impl OpCase for Matmul {
         let w = b.upload_weight(&self.tensors, self.bias.as_deref())?;
         let x = b.upload(&self.x)?;
         let out = b.upload(&self.out0)?;
-        b.matmul(w, x, out, self.tokens, self.mode)?;
+        let (n, c) = (self.tokens, self.cols);
+        match &self.fused {
+            Fused::None => b.matmul(w, x, out, n, self.mode)?,
+            Fused::Norm(g) => {
+                let (g, xn) = (b.upload(g)?, b.alloc(n * c)?);
+                b.norm_matmul(x, g, 1e-5, xn, w, out, n, c, self.mode)?;
+            }
+            Fused::SiluMul => {
+                let h = b.alloc(n * c)?;
+                b.silu_mul_matmul(x, h, w, out, n, c, self.mode)?;
+            }
+        }
         b.submit()?;
         download(b, out, self.out0.len())
     }
     fn reference(&self) -> Vec<f64> {
         let rows: usize = self.parts.iter().sum();
         let mut out = vec![0f64; self.tokens * rows];
+        let x = self.input();
         for t in 0..self.tokens {
             for j in 0..rows {
-                let mut s: f64 = (0..self.cols)
-                    .map(|k| self.x[t * self.cols + k] as f64 * self.w[j * self.cols + k] as f64)
-                    .sum();
+                let mut s: f64 =
+                    (0..self.cols).map(|k| x[t * self.cols + k] * self.w[j * self.cols + k] as f64).sum();
                 s += self.bias.as_ref().map_or(0.0, |b| b[j] as f64);
                 if self.mode == MatmulMode::Accumulate {
                     s += self.out0[t * rows + j] as f64;
@@ -610,6 +684,19 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
                     mode == MatmulMode::Accumulate,
                 )));
             }
+        }
+    }
+    // Norm and SwiGLU folded into the matmul: gemv sizes (where a backend fuses) and GEMM sizes.
+    for (i, dtype) in dtypes.into_iter().enumerate() {
+        for (j, (parts, cols, tokens)) in
+            [(&[5, 3][..], 33, 1), (&[17][..], 258, 3), (&[40][..], 1000, 8), (&[9][..], 37, 11)]
+                .into_iter()
+                .enumerate()
+        {
+            let mode = modes[(i + j) % 2];
+            let (bias, silu) = ((i + j) % 3 == 0, j % 2 == 1);
+            v.push(Box::new(Matmul::fused(next(), dtype, parts, cols, tokens, mode, bias, silu)));
+            v.push(Box::new(Matmul::fused(next(), dtype, parts, cols, tokens, mode, !bias, !silu)));
         }
     }
     for dtype in dtypes {

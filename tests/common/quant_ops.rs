@@ -62,6 +62,11 @@ pub fn quant_cases(next: &mut impl FnMut() -> u64) -> Vec<Box<dyn OpCase>> {
             let bias = (i + di) % 3 == 0;
             v.push(Box::new(Matmul::new(next(), dtype, parts, c, tokens, mode, bias)));
         }
+        for (i, (cols, tokens)) in [(3 * blk, 1), (2048, 2), (blk, 7), (2 * blk, 12)].into_iter().enumerate()
+        {
+            let (mode, silu) = (modes[(i + di) % 2], (i + di) % 2 == 0);
+            v.push(Box::new(Matmul::fused(next(), dtype, &[11, 6], cols, tokens, mode, i == 0, silu)));
+        }
         for dim in [blk, 2 * blk] {
             v.push(Box::new(Embed::new(next(), dtype, &[20, 17], dim)));
         }

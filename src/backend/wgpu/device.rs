@@ -81,6 +81,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub description: String,
     pub subgroups: bool,
+    /// Smallest subgroup the device may run a kernel with (when it has subgroups).
+    pub subgroup_min: u32,
     pub features: wgpu::Features,
     pub limits: wgpu::Limits,
     /// Errors the device reported outside an explicit check (validation, out of memory), oldest
@@ -103,6 +105,7 @@ pub fn open(index: usize, timestamps: bool) -> Result<Gpu> {
         .nth(index)
         .ok_or_else(|| unavailable(format!("there are {n} adapters, no device {index}")))?;
     let description = describe(&adapter);
+    let subgroup_min = adapter.get_info().subgroup_min_size.max(1);
     let mut wanted = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
     if timestamps {
         wanted |= wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
@@ -136,6 +139,7 @@ pub fn open(index: usize, timestamps: bool) -> Result<Gpu> {
         queue,
         description,
         subgroups: features.contains(wgpu::Features::SUBGROUP),
+        subgroup_min,
         features,
         limits,
         errors,

@@ -14,19 +14,32 @@ pub enum Access {
     ReadWrite,
 }
 
-/// Tokens up to which a matmul runs as gemv (weights read once for all tokens), beyond which it
-/// runs as the tiled GEMM.
+/// Most tokens of one gemv dispatch (weights read once for all of them).
 pub const GEMV_MAX_TOKENS: usize = 8;
-/// Weight rows per gemv workgroup.
-pub const GEMV_ROWS: u32 = 4;
+/// Tokens up to which a matmul runs as gemvs of up to [`GEMV_MAX_TOKENS`] tokens each (batched
+/// decode), beyond which it runs as the tiled GEMM.
+pub const GEMV_BATCH_TOKENS: usize = 32;
 /// Invocations of a gemv workgroup.
-pub const REDUCE_WG: u32 = 64;
+pub const GEMV_WG: u32 = 256;
+/// Invocations of a gemv team (one weight row at a time) without subgroups.
+pub const GEMV_TEAM: u32 = 32;
 /// Invocations of an rms_norm workgroup (one row each).
 pub const NORM_WG: u32 = 256;
 /// Invocations per RoPE workgroup (each handles one element of one token).
 pub const ROPE_WG: u32 = 64;
 /// Tokens and weight rows of one GEMM tile.
 pub const GEMM_TILE: u32 = 64;
+
+/// What a gemv multiplies the weights with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemvInput {
+    /// The activation rows as they are.
+    Plain,
+    /// RMS-normed activation rows (the norm weight at binding 6, epsilon in the parameters).
+    Norm,
+    /// SwiGLU of rows holding gate | up: silu(gate) · up.
+    SiluMul,
+}
 
 /// Every kernel variant the backend may build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,6 +49,7 @@ pub enum Kernel {
         dtype: DType,
         tokens: u32,
         x_vec4: bool,
+        input: GemvInput,
     },
     /// Tiled matrix product.
     Gemm {
@@ -92,13 +106,22 @@ const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/lib/reduce_subgroup
 const REDUCE_WORKGROUP: &str = include_str!("../../../shaders/lib/reduce_workgroup.wgsl");
 const X_VEC4: &str = include_str!("../../../shaders/lib/x_vec4.wgsl");
 const X_SCALAR: &str = include_str!("../../../shaders/lib/x_scalar.wgsl");
+const IN_PLAIN: &str = include_str!("../../../shaders/lib/in_plain.wgsl");
+const IN_NORM: &str = include_str!("../../../shaders/lib/in_norm.wgsl");
+const IN_SILU: &str = include_str!("../../../shaders/lib/in_silu.wgsl");
+const IN_UNSCALED: &str = include_str!("../../../shaders/lib/in_unscaled.wgsl");
 
 impl Kernel {
     /// A short unique name (pipeline labels, test output).
     pub fn name(&self) -> String {
         match self {
-            Kernel::Gemv { dtype, tokens, x_vec4 } => {
-                format!("gemv_{}_t{tokens}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
+            Kernel::Gemv { dtype, tokens, x_vec4, input } => {
+                let input = match input {
+                    GemvInput::Plain => "",
+                    GemvInput::Norm => "_norm",
+                    GemvInput::SiluMul => "_silu",
+                };
+                format!("gemv{input}_{}_t{tokens}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
             }
             Kernel::Gemm { dtype, x_vec4 } => {
                 format!("gemm_{}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
@@ -142,19 +165,33 @@ impl Kernel {
         let mut s = String::new();
         let sg = subgroups && self.reduces();
         if self.reduces() {
-            let wg = if matches!(self, Kernel::RmsNorm) { NORM_WG } else { REDUCE_WG };
+            let wg = if matches!(self, Kernel::RmsNorm) { NORM_WG } else { GEMV_WG };
             s.push_str(&format!("const WG: u32 = {wg}u;\n"));
             s.push_str(if sg { REDUCE_SUBGROUP } else { REDUCE_WORKGROUP });
         }
         match self {
-            Kernel::Gemv { dtype, x_vec4, .. } | Kernel::Gemm { dtype, x_vec4 } => {
+            Kernel::Gemv { dtype, x_vec4, input, .. } => {
                 s.push_str(&weight_lib(*dtype));
                 s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
+                s.push_str(
+                    match input {
+                        GemvInput::Plain => [IN_PLAIN, IN_UNSCALED].concat(),
+                        GemvInput::Norm => IN_NORM.to_string(),
+                        GemvInput::SiluMul => [IN_SILU, IN_UNSCALED].concat(),
+                    }
+                    .as_str(),
+                );
+            }
+            Kernel::Gemm { dtype, x_vec4 } => {
+                s.push_str(&weight_lib(*dtype));
+                s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
+                s.push_str(IN_PLAIN);
             }
             Kernel::Embed { dtype } => {
-                // X_SCALAR only defines `load_x4` for the weight library's gemv helper.
+                // The activation reader and input only complete the weight library's gemv helper.
                 s.push_str(&weight_lib(*dtype));
                 s.push_str(X_SCALAR);
+                s.push_str(IN_PLAIN);
                 s.push_str(STEP_LIB);
             }
             Kernel::GatherRows | Kernel::RopeStoreKv | Kernel::Attention => s.push_str(STEP_LIB),
@@ -164,8 +201,8 @@ impl Kernel {
         let (params, args) = if sg {
             (
                 ", @builtin(subgroup_id) sg_id: u32, @builtin(num_subgroups) n_sg: u32, \
-                 @builtin(subgroup_invocation_id) sg_lane: u32",
-                ", sg_id, n_sg, sg_lane",
+                 @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32",
+                ", sg_id, n_sg, sg_lane, sg_size",
             )
         } else {
             ("", "")
@@ -181,6 +218,7 @@ impl Kernel {
     pub fn bindings(&self) -> &'static [(u32, Access)] {
         use Access::{Read as R, ReadWrite as W};
         match self {
+            Kernel::Gemv { input: GemvInput::Norm, .. } => &[(1, R), (2, R), (3, R), (4, R), (5, W), (6, R)],
             Kernel::Gemv { .. } | Kernel::Gemm { .. } => &[(1, R), (2, R), (3, R), (4, R), (5, W)],
             Kernel::Embed { .. } => &[(1, R), (2, R), (3, R), (5, W)],
             Kernel::RmsNorm => &[(1, R), (2, R), (3, W)],
@@ -198,7 +236,9 @@ impl Kernel {
         for dtype in DTYPES {
             for x_vec4 in [false, true] {
                 for tokens in 1..=GEMV_MAX_TOKENS as u32 {
-                    v.push(Kernel::Gemv { dtype, tokens, x_vec4 });
+                    for input in [GemvInput::Plain, GemvInput::Norm, GemvInput::SiluMul] {
+                        v.push(Kernel::Gemv { dtype, tokens, x_vec4, input });
+                    }
                 }
                 v.push(Kernel::Gemm { dtype, x_vec4 });
             }

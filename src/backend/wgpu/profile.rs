@@ -102,3 +102,38 @@ impl Profiler {
         s
     }
 }
+
+/// Host-side time of the backend: encoding and submitting parts, and waiting for read-backs.
+#[derive(Default)]
+pub struct HostTimes {
+    enabled: bool,
+    pub submits: u64,
+    pub encode_ns: u64,
+    pub waits: u64,
+    pub wait_ns: u64,
+}
+
+impl HostTimes {
+    pub fn new(enabled: bool) -> HostTimes {
+        HostTimes { enabled, ..Default::default() }
+    }
+
+    /// One line of totals since the last report (then reset), when enabled.
+    pub fn report(&mut self) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        let per = |ns: u64, n: u64| ns as f64 / n.max(1) as f64 / 1e3;
+        let line = format!(
+            "host: {} submits, encode+submit {:.3} ms ({:.1} us each); {} waits {:.3} ms ({:.1} us each)\n",
+            self.submits,
+            self.encode_ns as f64 / 1e6,
+            per(self.encode_ns, self.submits),
+            self.waits,
+            self.wait_ns as f64 / 1e6,
+            per(self.wait_ns, self.waits),
+        );
+        *self = HostTimes::new(true);
+        Some(line)
+    }
+}
