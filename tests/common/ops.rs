@@ -500,11 +500,8 @@ impl Attention {
     /// Long prefills (lengths 45, 23, 3), each sequence's tokens in one run (as the engine sends a
     /// prompt): the shape of a prefill kernel's tiles, with sequence boundaries inside tiles.
     fn long(seed: u64, heads: usize, kv_heads: usize, head_dim: usize, window: Option<u32>) -> Self {
-        let tables: [&[u32]; 3] = [
-            &[17, 3, 22, 8, 0, 13, 6, 20, 11, 1, 15, 9],
-            &[4, 19, 12, 2, 23, 7, 16],
-            &[10],
-        ];
+        let tables: [&[u32]; 3] =
+            [&[17, 3, 22, 8, 0, 13, 6, 20, 11, 1, 15, 9], &[4, 19, 12, 2, 23, 7, 16], &[10]];
         Self::build(seed, (heads, kv_heads, head_dim, window), 24, &tables, [45, 23, 3], false)
     }
 

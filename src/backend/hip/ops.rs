@@ -158,6 +158,59 @@ impl GpuBackend {
     }
 }
 
+/// The input stage a fused one-token gemv builds in shared memory (hip/gemv.hip `_norm_t1`, `_silu_t1`).
+#[derive(Clone, Copy)]
+enum Fused {
+    /// rms_norm of x with the norm weight (device pointer) and eps.
+    Norm(u64, f32),
+    /// silu(gate) · up of x = gate|up.
+    SiluMul,
+}
+
+/// Longest input rows that take the fused gemv (the kernels hold up to 8192, MAX_XS in hip/gemv.hip).
+/// Every block rebuilds the input before its rows, a latency that grows with the row: on the H100, fused
+/// at every width, 1B decode (dim 2048, ffn 8192) lost 16 % while 135M (576, 1536) gained; wider rows
+/// take the two separate ops.
+const MAX_FUSED_NORM_COLS: usize = 1024;
+const MAX_FUSED_SILU_COLS: usize = 2048;
+
+impl GpuBackend {
+    /// Whether norm_matmul / silu_mul_matmul of `rows` rows of `cols` take the fused gemv.
+    fn fuses(&self, w: WeightId, rows: usize, cols: usize, max_cols: usize) -> bool {
+        rows == 1
+            && (1..=max_cols).contains(&cols)
+            && self.weights.get(w.0 as usize).is_some_and(|wt| wt.cols == cols && wt.rows > 0)
+    }
+
+    /// `out[1, w.rows] (+)= pre(x) · Wᵀ + bias` in one kernel; `x` is `[cols]` (norm) or `[2·cols]`.
+    fn gemv_fused(
+        &mut self,
+        op: &'static str,
+        w: WeightId,
+        x: BufId,
+        out: BufId,
+        mode: MatmulMode,
+        pre: Fused,
+    ) -> Result<()> {
+        distinct(op, x, out)?;
+        let wt = self.weight(op, w)?;
+        let (wr, wc, layout, ptrs, bias) =
+            (wt.rows, wt.cols, wt.layout, (wt.data, wt.scales, wt.mins), wt.bias);
+        let (xl, stage, (norm, eps)) = match pre {
+            Fused::Norm(nb, eps) => (wc, "norm", (nb, eps)),
+            Fused::SiluMul => (mul(op, 2, wc)?, "silu", (0, 0.0)),
+        };
+        let xp = self.f32s(op, "x", x, xl)?;
+        let o = self.f32s(op, "out", out, wr)?;
+        let acc = usize::from(mode == MatmulMode::Accumulate);
+        let name = format!("gemv_{}_{stage}_t1", layout_name(layout));
+        let grid = wr.div_ceil((BLOCK / self.warp) as usize).min(1 << 20) as u32;
+        let args =
+            Args::new().p(ptrs.0).p(ptrs.1).p(ptrs.2).p(bias).p(xp).p(o).i(wr).i(wc).i(acc).p(norm).f(eps);
+        self.launch("gemv", &name, [grid, 1, 1], BLOCK, args)
+    }
+}
+
 impl ActBuffers for GpuBackend {
     type Handle = u64;
     fn lookup(&self, id: BufId) -> Option<(usize, bool, u64)> {
@@ -310,6 +363,43 @@ impl Backend for GpuBackend {
         let grid = wr.div_ceil(per_block).min(1 << 20) as u32;
         let args = Args::new().p(ptrs.0).p(ptrs.1).p(ptrs.2).p(bias).p(xp).p(o).i(wr).i(wc).i(rows).i(acc);
         self.launch("gemv", &name, [grid, 1, 1], BLOCK, args)
+    }
+
+    fn norm_matmul(
+        &mut self,
+        x: BufId,
+        norm: BufId,
+        eps: f32,
+        xn: BufId,
+        w: WeightId,
+        out: BufId,
+        rows: usize,
+        dim: usize,
+        mode: MatmulMode,
+    ) -> Result<()> {
+        if !self.fuses(w, rows, dim, MAX_FUSED_NORM_COLS) {
+            self.rms_norm(x, norm, xn, rows, dim, eps)?;
+            return self.matmul(w, xn, out, rows, mode);
+        }
+        let nb = self.f32s("norm_matmul", "norm", norm, dim)?;
+        self.gemv_fused("norm_matmul", w, x, out, mode, Fused::Norm(nb, eps))
+    }
+
+    fn silu_mul_matmul(
+        &mut self,
+        gate_up: BufId,
+        h: BufId,
+        w: WeightId,
+        out: BufId,
+        rows: usize,
+        ffn: usize,
+        mode: MatmulMode,
+    ) -> Result<()> {
+        if !self.fuses(w, rows, ffn, MAX_FUSED_SILU_COLS) {
+            self.silu_mul(gate_up, h, rows, ffn)?;
+            return self.matmul(w, h, out, rows, mode);
+        }
+        self.gemv_fused("silu_mul_matmul", w, gate_up, out, mode, Fused::SiluMul)
     }
 
     fn rope_store_kv(
