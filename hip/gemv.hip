@@ -1,5 +1,6 @@
 // gemv.hip: out[t, r] (+)= sum_k x[t, k] * W[r, k] + bias[r] for up to 8 tokens (decode), one warp per
-// weight row, 16-byte loads of the weight row; every weight layout. `_t1` kernels serve one token.
+// weight row, 16-byte loads of the weight row; every weight layout. `_t1` kernels serve one token;
+// `_norm_t1` / `_silu_t1` fold rms_norm / silu·up into it (decode's norm_matmul, silu_mul_matmul).
 #include "common.h"
 
 #define MAXT 8
@@ -163,24 +164,60 @@ __device__ __forceinline__ void row_q4_1(float* acc, const void* w, const u16* d
     row_q4<T, true>(acc, w, d, m, x, r, cols, ntok, lane);
 }
 
+// The row loop: rows r of this block (a warp each), out[t, r] (+)= acc + bias.
+#define GEMV_ROWS(name, T, X, NTOK)                                                                         \
+    const int lane = threadIdx.x % WARP, per_block = blockDim.x / WARP;                                       \
+    for (int r = blockIdx.x * per_block + threadIdx.x / WARP; r < rows; r += gridDim.x * per_block) {        \
+        float acc[T];                                                                                        \
+        for (int t = 0; t < T; t++) acc[t] = 0.0f;                                                           \
+        row_##name<T>(acc, w, d, m, X, (size_t)r, cols, NTOK, lane);                                         \
+        for (int t = 0; t < T; t++) {                                                                        \
+            const float s = warp_sum(acc[t]);                                                                \
+            if (lane == 0 && t < NTOK) {                                                                     \
+                float* o = out + (size_t)t * rows + r;                                                       \
+                *o = (accumulate ? *o : 0.0f) + s + (bias ? bias[r] : 0.0f);                                 \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+
 #define GEMV(name, T, suffix)                                                                              \
     extern "C" __global__ void gemv_##name##suffix(const void* w, const u16* d, const u16* m, const float* bias, \
                                                    const float* x, float* out, int rows, int cols, int ntok,   \
                                                    int accumulate) {                                         \
-        const int lane = threadIdx.x % WARP, per_block = blockDim.x / WARP;                                   \
-        for (int r = blockIdx.x * per_block + threadIdx.x / WARP; r < rows; r += gridDim.x * per_block) {    \
-            float acc[T];                                                                                    \
-            for (int t = 0; t < T; t++) acc[t] = 0.0f;                                                       \
-            row_##name<T>(acc, w, d, m, x, (size_t)r, cols, ntok, lane);                                     \
-            for (int t = 0; t < T; t++) {                                                                    \
-                const float s = warp_sum(acc[t]);                                                            \
-                if (lane == 0 && t < ntok) {                                                                 \
-                    float* o = out + (size_t)t * rows + r;                                                   \
-                    *o = (accumulate ? *o : 0.0f) + s + (bias ? bias[r] : 0.0f);                             \
-                }                                                                                            \
-            }                                                                                                \
-        }                                                                                                    \
+        GEMV_ROWS(name, T, x, ntok)                                                                          \
     }
 #define GEMV_BOTH(name, elem) GEMV(name, 1, _t1) GEMV(name, MAXT, )
 FOR_EACH_LAYOUT(GEMV_BOTH)
 
+// Fused one-token variants: each block first builds the gemv's input row in shared memory (cols <= MAX_XS)
+// from what the separate op would have written: `_norm`: rms_norm(x) · norm (as rms_norm.hip), `_silu`:
+// silu(gate) · up of x = gate|up [2·cols] (as silu_mul.hip).
+#define MAX_XS 8192
+#define GEMV_PRE(name, elem)                                                                                   \
+    extern "C" __global__ void gemv_##name##_norm_t1(const void* w, const u16* d, const u16* m, const float* bias, \
+                                                     const float* x, float* out, int rows, int cols,           \
+                                                     int accumulate, const float* norm, float eps) {           \
+        __shared__ f32x4 xs4[MAX_XS / 4];                                                                     \
+        __shared__ float red[32];                                                                              \
+        float* xs = (float*)xs4;                                                                               \
+        float ss = 0.0f;                                                                                       \
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) ss += x[c] * x[c];                                \
+        ss = block_sum(ss, red);                                                                               \
+        const float inv = 1.0f / sqrtf(ss / (float)cols + eps);                                                \
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) xs[c] = norm[c] * (x[c] * inv);                   \
+        __syncthreads();                                                                                       \
+        GEMV_ROWS(name, 1, xs, 1)                                                                              \
+    }                                                                                                          \
+    extern "C" __global__ void gemv_##name##_silu_t1(const void* w, const u16* d, const u16* m, const float* bias, \
+                                                     const float* x, float* out, int rows, int cols,           \
+                                                     int accumulate, const float*, float) {                     \
+        __shared__ f32x4 xs4[MAX_XS / 4];                                                                     \
+        float* xs = (float*)xs4;                                                                               \
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) {                                                 \
+            const float g = x[c], u = x[cols + c];                                                             \
+            xs[c] = g / (1.0f + expf(-g)) * u;                                                                 \
+        }                                                                                                      \
+        __syncthreads();                                                                                       \
+        GEMV_ROWS(name, 1, xs, 1)                                                                              \
+    }
+FOR_EACH_LAYOUT(GEMV_PRE)

@@ -1,6 +1,6 @@
 // rope_store_kv.hip: rotary embedding (rotate-half) of the fused q|k|v rows of the step's tokens; the
 // rotated queries go to q_out, the rotated keys and the values into one layer of the paged KV cache
-// ([blocks, block_size, kv_heads, head_dim] each). One block per token.
+// ([blocks, block_size, kv_heads, head_dim] each). Grid (tokens, blocks across the token's row).
 #include "common.h"
 
 extern "C" __global__ void rope_store_kv(const float* qkv, const float* inv_freq, float* q_out, float* k_cache,
@@ -16,7 +16,7 @@ extern "C" __global__ void rope_store_kv(const float* qkv, const float* inv_freq
     float* vslot = v_cache + (block * block_size + p % block_size) * kw;
     // Pairs (head, j < half) of the queries then the keys; then the values.
     const int pairs = (heads + kv_heads) * half;
-    for (int t = threadIdx.x; t < pairs + kw; t += blockDim.x) {
+    for (int t = blockIdx.y * blockDim.x + threadIdx.x; t < pairs + kw; t += gridDim.y * blockDim.x) {
         if (t < pairs) {
             const int h = t / half, j = t % half;
             const float a = (float)p * inv_freq[j];

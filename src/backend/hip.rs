@@ -119,13 +119,15 @@ impl StepDev {
     }
 }
 
-/// Scratch areas that grow to the largest use: f16 activations and dequantized weights of GEMMs, and
-/// the split-K partial results of decode attention.
+/// Scratch areas that grow to the largest use: f16 activations and dequantized weights of GEMMs, the
+/// split-K partial results of decode attention, and argmax's per-row counters and block partials (the
+/// counters start zeroed and the kernel leaves them zeroed).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Scratch {
     Act = 0,
     Weight = 1,
     Attn = 2,
+    Argmax = 3,
 }
 
 /// The HIP (AMD) or CUDA (NVIDIA) backend.
@@ -149,7 +151,7 @@ pub struct GpuBackend {
     step: StepBatch,
     step_kv: Option<KvSpec>,
     step_dev: StepDev,
-    scratch: [(DevPtr, usize); 3],
+    scratch: [(DevPtr, usize); 4],
     pending: Vec<Cmd>,
     /// The last command list sent without a graph, and the graphs captured (with their use order).
     last_sent: Vec<Cmd>,
@@ -247,7 +249,7 @@ impl GpuBackend {
             step: StepBatch::default(),
             step_kv: None,
             step_dev: StepDev::default(),
-            scratch: [(0, 0); 3],
+            scratch: [(0, 0); 4],
             pending: Vec::new(),
             last_sent: Vec::new(),
             graphs: Vec::new(),

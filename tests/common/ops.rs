@@ -491,11 +491,31 @@ struct Attention {
 }
 
 impl Attention {
+    /// Short prefills (lengths 7, 9, 1) with the tokens of the sequences interleaved.
     fn new(seed: u64, heads: usize, kv_heads: usize, head_dim: usize, window: Option<u32>) -> Self {
+        let tables: [&[u32]; 3] = [&[5, 2, 11], &[0, 9, 3, 14], &[12, 1]];
+        Self::build(seed, (heads, kv_heads, head_dim, window), 16, &tables, [7, 9, 1], true)
+    }
+
+    /// Long prefills (lengths 45, 23, 3), each sequence's tokens in one run (as the engine sends a
+    /// prompt): the shape of a prefill kernel's tiles, with sequence boundaries inside tiles.
+    fn long(seed: u64, heads: usize, kv_heads: usize, head_dim: usize, window: Option<u32>) -> Self {
+        let tables: [&[u32]; 3] =
+            [&[17, 3, 22, 8, 0, 13, 6, 20, 11, 1, 15, 9], &[4, 19, 12, 2, 23, 7, 16], &[10]];
+        Self::build(seed, (heads, kv_heads, head_dim, window), 24, &tables, [45, 23, 3], false)
+    }
+
+    fn build(
+        seed: u64,
+        (heads, kv_heads, head_dim, window): (usize, usize, usize, Option<u32>),
+        blocks: usize,
+        tables: &[&[u32]; 3],
+        lens: [u32; 3],
+        interleave: bool,
+    ) -> Self {
         let mut r = rng(seed);
         let shape = AttnShape { heads, kv_heads, head_dim, scale: 1.0 / (head_dim as f32).sqrt(), window };
-        let spec = KvSpec { layers: 2, blocks: 16, block_size: 4, kv_heads, head_dim };
-        let tables: [&[u32]; 3] = [&[5, 2, 11], &[0, 9, 3, 14], &[12, 1]];
+        let spec = KvSpec { layers: 2, blocks, block_size: 4, kv_heads, head_dim };
         let mut block_tables = Vec::new();
         let (mut start, mut len) = (Vec::new(), Vec::new());
         for t in tables {
@@ -512,17 +532,20 @@ impl Attention {
             block_tables: block_tables.clone(),
             output_rows: vec![],
         };
-        // Prefill lengths 7, 9, 1, interleaved round-robin; then positions 7 | 9, 10 | 1.
-        let lens = [7u32, 9, 1];
+        // The prefill of every sequence (round-robin or one after the other); then a decode/chunk step
+        // at the next positions (two tokens of sequence 1).
         let mut prefill = Vec::new();
-        for p in 0..9 {
+        if interleave {
+            for p in 0..lens.iter().max().copied().unwrap_or(0) {
+                prefill.extend((0..3).filter(|&s| p < lens[s]).map(|s| (s as u32, p)));
+            }
+        } else {
             for (s, &l) in lens.iter().enumerate() {
-                if p < l {
-                    prefill.push((s as u32, p));
-                }
+                prefill.extend((0..l).map(|p| (s as u32, p)));
             }
         }
-        let steps = vec![step(&prefill), step(&[(1, 9), (0, 7), (2, 1), (1, 10)])];
+        let next = [(1, lens[1]), (0, lens[0]), (2, lens[2]), (1, lens[1] + 1)];
+        let steps = vec![step(&prefill), step(&next)];
         let qkv =
             steps.iter().map(|s| rand_vec(&mut r, s.n_tokens() * shape.qkv_width(), -1.0, 1.0)).collect();
         let inv_freq =
@@ -577,7 +600,7 @@ impl OpCase for Attention {
         let s = &self.shape;
         let (hd, qw, kw) = (s.head_dim, s.q_width(), s.kv_width());
         // history[seq][pos] = (rotated k, v), each kv_width
-        let mut hist: Vec<Vec<Option<KeyValue>>> = vec![vec![None; 16]; 3];
+        let mut hist: Vec<Vec<Option<KeyValue>>> = vec![vec![None; 4 * self.spec.blocks]; 3];
         let mut res = Vec::new();
         for (step, qkv) in self.steps.iter().zip(&self.qkv) {
             let n = step.n_tokens();
@@ -714,6 +737,9 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
     v.push(Box::new(Attention::new(next(), 6, 2, 12, Some(5))));
     v.push(Box::new(Attention::new(next(), 2, 2, 64, Some(3))));
     v.push(Box::new(Attention::new(next(), 3, 1, 34, None)));
+    v.push(Box::new(Attention::long(next(), 8, 2, 64, None)));
+    v.push(Box::new(Attention::long(next(), 6, 2, 128, Some(20))));
+    v.push(Box::new(Attention::long(next(), 4, 4, 32, None)));
     v
 }
 

@@ -28,13 +28,14 @@ macro_rules! sources {
 }
 
 /// Every kernel file.
-pub const SOURCES: [Source; 10] = sources!(
+pub const SOURCES: [Source; 11] = sources!(
     "embed",
     "rms_norm",
     "gemv",
     "gemm_prep",
     "rope_store_kv",
     "attention",
+    "attention_prefill",
     "silu_mul",
     "add",
     "gather_rows",

@@ -26,6 +26,14 @@ const MAX_GROUP: usize = 16;
 const MAX_QROW: usize = 2048;
 /// Threads (= positions per chunk) of the attention kernel.
 const ATTN_BLOCK: u32 = 128;
+/// Threads of the flash prefill kernel (hip/attention_prefill.hip), and the average run of tokens of
+/// one sequence from which a step goes to it.
+const PREFILL_BLOCK: u32 = 128;
+const PREFILL_MIN_RUN: usize = 8;
+/// Columns per block of argmax (hip/argmax.hip).
+const ARGMAX_CHUNK: usize = 1024;
+/// Most rows of one argmax (the grid's y extent).
+const ARGMAX_MAX_ROWS: usize = 65535;
 
 impl GpuBackend {
     fn buf(&self, op: &'static str, id: BufId) -> Result<&DBuf> {
@@ -98,6 +106,108 @@ impl GpuBackend {
             self.launch("gemm_prep", "add_bias", [Self::blocks_for(n_o), 1, 1], BLOCK, args)?;
         }
         Ok(())
+    }
+}
+
+impl GpuBackend {
+    /// Tokens per block of the flash prefill kernel (hip/attention_prefill.hip) when it serves this
+    /// step: head dims it holds (32, 64, 128) and runs of one sequence long enough (on average at least
+    /// PREFILL_MIN_RUN tokens) for its tiles to share keys; otherwise `None` (the split-K kernel).
+    fn prefill_tile(&self, shape: &AttnShape, n: usize) -> Option<usize> {
+        if !matches!(shape.head_dim, 32 | 64 | 128) {
+            return None;
+        }
+        let rows = PREFILL_BLOCK as usize / (shape.head_dim / 32);
+        let group = shape.heads / shape.kv_heads;
+        let seqs = &self.step.token_seq[..n];
+        let runs = 1 + seqs.windows(2).filter(|w| w[0] != w[1]).count();
+        (group <= rows && n >= PREFILL_MIN_RUN * runs).then_some(rows / group)
+    }
+
+    /// Records the flash prefill kernel over `n` tokens (arguments checked by `attention`).
+    #[allow(clippy::too_many_arguments)]
+    fn attention_prefill(
+        &mut self,
+        q: u64,
+        (kc, vc): (u64, u64),
+        out: u64,
+        shape: &AttnShape,
+        block_size: usize,
+        n: usize,
+        tokens_per_block: usize,
+    ) -> Result<()> {
+        let sd = &self.step_dev;
+        let args = Args::new()
+            .p(q)
+            .p(kc)
+            .p(vc)
+            .p(out)
+            .p(sd.positions())
+            .p(sd.token_seq())
+            .p(sd.table_start())
+            .p(sd.tables())
+            .i(n)
+            .i(shape.heads)
+            .i(shape.kv_heads)
+            .i(shape.head_dim)
+            .i(block_size)
+            .f(shape.scale)
+            .i(shape.window.map_or(0, |w| w as usize));
+        let grid = [n.div_ceil(tokens_per_block) as u32, shape.kv_heads as u32, 1];
+        self.launch("attention_prefill", "attention_prefill", grid, PREFILL_BLOCK, args)
+    }
+}
+
+/// The input stage a fused one-token gemv builds in shared memory (hip/gemv.hip `_norm_t1`, `_silu_t1`).
+#[derive(Clone, Copy)]
+enum Fused {
+    /// rms_norm of x with the norm weight (device pointer) and eps.
+    Norm(u64, f32),
+    /// silu(gate) · up of x = gate|up.
+    SiluMul,
+}
+
+/// Longest input rows that take the fused gemv (the kernels hold up to 8192, MAX_XS in hip/gemv.hip).
+/// Every block rebuilds the input before its rows, a latency that grows with the row: on the H100, fused
+/// at every width, 1B decode (dim 2048, ffn 8192) lost 16 % while 135M (576, 1536) gained; wider rows
+/// take the two separate ops.
+const MAX_FUSED_NORM_COLS: usize = 1024;
+const MAX_FUSED_SILU_COLS: usize = 2048;
+
+impl GpuBackend {
+    /// Whether norm_matmul / silu_mul_matmul of `rows` rows of `cols` take the fused gemv.
+    fn fuses(&self, w: WeightId, rows: usize, cols: usize, max_cols: usize) -> bool {
+        rows == 1
+            && (1..=max_cols).contains(&cols)
+            && self.weights.get(w.0 as usize).is_some_and(|wt| wt.cols == cols && wt.rows > 0)
+    }
+
+    /// `out[1, w.rows] (+)= pre(x) · Wᵀ + bias` in one kernel; `x` is `[cols]` (norm) or `[2·cols]`.
+    fn gemv_fused(
+        &mut self,
+        op: &'static str,
+        w: WeightId,
+        x: BufId,
+        out: BufId,
+        mode: MatmulMode,
+        pre: Fused,
+    ) -> Result<()> {
+        distinct(op, x, out)?;
+        let wt = self.weight(op, w)?;
+        let (wr, wc, layout, ptrs, bias) =
+            (wt.rows, wt.cols, wt.layout, (wt.data, wt.scales, wt.mins), wt.bias);
+        let (xl, stage, (norm, eps)) = match pre {
+            Fused::Norm(nb, eps) => (wc, "norm", (nb, eps)),
+            Fused::SiluMul => (mul(op, 2, wc)?, "silu", (0, 0.0)),
+        };
+        let xp = self.f32s(op, "x", x, xl)?;
+        let o = self.f32s(op, "out", out, wr)?;
+        let acc = usize::from(mode == MatmulMode::Accumulate);
+        let name = format!("gemv_{}_{stage}_t1", layout_name(layout));
+        let grid = wr.div_ceil((BLOCK / self.warp) as usize).min(1 << 20) as u32;
+        let args =
+            Args::new().p(ptrs.0).p(ptrs.1).p(ptrs.2).p(bias).p(xp).p(o).i(wr).i(wc).i(acc).p(norm).f(eps);
+        self.launch("gemv", &name, [grid, 1, 1], BLOCK, args)
     }
 }
 
@@ -255,6 +365,43 @@ impl Backend for GpuBackend {
         self.launch("gemv", &name, [grid, 1, 1], BLOCK, args)
     }
 
+    fn norm_matmul(
+        &mut self,
+        x: BufId,
+        norm: BufId,
+        eps: f32,
+        xn: BufId,
+        w: WeightId,
+        out: BufId,
+        rows: usize,
+        dim: usize,
+        mode: MatmulMode,
+    ) -> Result<()> {
+        if !self.fuses(w, rows, dim, MAX_FUSED_NORM_COLS) {
+            self.rms_norm(x, norm, xn, rows, dim, eps)?;
+            return self.matmul(w, xn, out, rows, mode);
+        }
+        let nb = self.f32s("norm_matmul", "norm", norm, dim)?;
+        self.gemv_fused("norm_matmul", w, x, out, mode, Fused::Norm(nb, eps))
+    }
+
+    fn silu_mul_matmul(
+        &mut self,
+        gate_up: BufId,
+        h: BufId,
+        w: WeightId,
+        out: BufId,
+        rows: usize,
+        ffn: usize,
+        mode: MatmulMode,
+    ) -> Result<()> {
+        if !self.fuses(w, rows, ffn, MAX_FUSED_SILU_COLS) {
+            self.silu_mul(gate_up, h, rows, ffn)?;
+            return self.matmul(w, h, out, rows, mode);
+        }
+        self.gemv_fused("silu_mul_matmul", w, gate_up, out, mode, Fused::SiluMul)
+    }
+
     fn rope_store_kv(
         &mut self,
         qkv: BufId,
@@ -292,7 +439,10 @@ impl Backend for GpuBackend {
             .i(shape.kv_heads)
             .i(shape.head_dim)
             .i(spec.block_size);
-        self.launch("rope_store_kv", "rope_store_kv", [n as u32, 1, 1], 512, args)
+        // (query + key heads) · head_dim / 2 rotated pairs and kv_width values per token.
+        let items = (shape.heads + shape.kv_heads) * (shape.head_dim / 2) + shape.kv_width();
+        let per_token = items.div_ceil(BLOCK as usize).min(65535) as u32;
+        self.launch("rope_store_kv", "rope_store_kv", [n as u32, per_token, 1], BLOCK, args)
     }
 
     fn attention(
@@ -326,6 +476,9 @@ impl Backend for GpuBackend {
         }
         if n == 0 {
             return Ok(());
+        }
+        if let Some(tokens_per_block) = self.prefill_tile(&shape, n) {
+            return self.attention_prefill(qp, (kc, vc), o, &shape, spec.block_size, n, tokens_per_block);
         }
         // Flash-decoding: few (token, kv head) pairs get their positions split across many blocks.
         let pairs = n * shape.kv_heads;
@@ -420,8 +573,19 @@ impl Backend for GpuBackend {
             self.pending.push(Cmd::Zero { dst: o, bytes: rows * 4 });
             return Ok(());
         }
-        let args = Args::new().p(xp).p(o).i(cols);
-        self.launch("argmax", "argmax", [rows as u32, 1, 1], 1024, args)
+        if rows > ARGMAX_MAX_ROWS {
+            return Err(invalid("argmax", format!("{rows} rows: at most {ARGMAX_MAX_ROWS} per launch")));
+        }
+        // Blocks per row of ARGMAX_CHUNK columns each; scratch: counters [ARGMAX_MAX_ROWS] u32 (at a
+        // fixed place: they stay zeroed between launches), then the partial values [rows, blocks] f32
+        // and indices [rows, blocks] u32.
+        let blocks = cols.div_ceil(ARGMAX_CHUNK).min(1024);
+        let chunk = cols.div_ceil(blocks);
+        let parts = mul("argmax", rows, blocks)?;
+        let s = self.scratch(Scratch::Argmax, 4 * (ARGMAX_MAX_ROWS + 2 * parts))?;
+        let (pv, pi) = (s + 4 * ARGMAX_MAX_ROWS as u64, s + 4 * (ARGMAX_MAX_ROWS + parts) as u64);
+        let args = Args::new().p(xp).p(o).p(pv).p(pi).p(s).i(cols).i(chunk);
+        self.launch("argmax", "argmax", [blocks as u32, rows as u32, 1], BLOCK, args)
     }
 
     fn submit(&mut self) -> Result<()> {
