@@ -1,0 +1,2 @@
+//! Per-op microbenchmarks (placeholder while the bench tool is built).
+fn main() {}
