@@ -72,15 +72,33 @@ struct DeviceArgs {
     /// Backend to run on.
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     backend: BackendKind,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// How a model is loaded onto its backend (`run` and `bench`).
+#[derive(Args)]
+struct LoadArgs {
     /// Device index within the backend.
     #[arg(long, default_value_t = 0)]
     device: usize,
-    /// CPU threads (0 = all cores).
+    /// CPU threads of the CPU backend (and of llama-bench in `bench`) (0 = all cores).
     #[arg(long, short = 't', default_value_t = 0)]
     threads: usize,
-    /// Quantize f32/f16/bf16 weight matrices at load time (llama.cpp block layout).
+    /// Quantize f32/f16/bf16 weight matrices at load time (llama.cpp block layout; `bench` then skips
+    /// its peer).
     #[arg(long, value_parser = ["q8_0", "q4_0", "q4_1"])]
     quantize: Option<String>,
+}
+
+impl LoadArgs {
+    fn quantize_dtype(&self) -> Option<DType> {
+        self.quantize.as_deref().map(|q| match q {
+            "q8_0" => DType::Q8_0,
+            "q4_0" => DType::Q4_0,
+            _ => DType::Q4_1,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -187,15 +205,8 @@ struct BenchArgs {
     /// that starts here.
     #[arg(long, value_delimiter = ',', default_value = "auto")]
     backend: Vec<String>,
-    /// Device index within each backend.
-    #[arg(long, default_value_t = 0)]
-    device: usize,
-    /// CPU threads of the CPU backend and of llama-bench (0 = all cores).
-    #[arg(long, short = 't', default_value_t = 0)]
-    threads: usize,
-    /// Quantize f32/f16/bf16 weight matrices at load time (the peer is then skipped).
-    #[arg(long, value_parser = ["q8_0", "q4_0", "q4_1"])]
-    quantize: Option<String>,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Prompt lengths of the prefill tests, comma-separated (0 = none).
     #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
     n_prompt: Vec<usize>,
@@ -294,12 +305,7 @@ fn resolve_model(arg: Option<&Path>) -> Result<PathBuf> {
 fn open_model(dev: &DeviceArgs) -> Result<(PathBuf, ModelFiles)> {
     let path = resolve_model(dev.model.as_deref())?;
     let mut files = ModelFiles::open(&path).with_context(|| format!("loading model {}", path.display()))?;
-    if let Some(q) = &dev.quantize {
-        let dtype = match q.as_str() {
-            "q8_0" => DType::Q8_0,
-            "q4_0" => DType::Q4_0,
-            _ => DType::Q4_1,
-        };
+    if let Some(dtype) = dev.load.quantize_dtype() {
         let t0 = std::time::Instant::now();
         let n = files.quantize(dtype)?;
         eprintln!("quantized {n} weight matrices to {dtype} in {:.1} s", t0.elapsed().as_secs_f64());
@@ -308,7 +314,7 @@ fn open_model(dev: &DeviceArgs) -> Result<(PathBuf, ModelFiles)> {
 }
 
 fn start_engine(dev: &DeviceArgs, files: ModelFiles, context: usize) -> Result<Engine> {
-    let opts = BackendOptions { device: dev.device, threads: dev.threads };
+    let opts = BackendOptions { device: dev.load.device, threads: dev.load.threads };
     let backend = backend::create(dev.backend, opts)?;
     let info = backend.info();
     tracing::info!(backend = info.backend, device = info.device, "backend ready");
@@ -462,7 +468,7 @@ fn kernels_build(archs: &[String]) -> Result<()> {
 }
 
 fn bench_cmd(a: BenchArgs) -> Result<()> {
-    let backends = bench_backends(&a.backend, a.threads)?;
+    let backends = bench_backends(&a.backend, a.load.threads)?;
     let mut models = Vec::new();
     for m in &a.model {
         models.push(resolve_model(Some(m))?);
@@ -471,17 +477,12 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         models.push(resolve_model(None)?);
     }
     let peers = a.peer.iter().map(|p| PeerSpec::parse(p)).collect::<Result<Vec<_>, _>>()?;
-    let quantize = a.quantize.as_deref().map(|q| match q {
-        "q8_0" => DType::Q8_0,
-        "q4_0" => DType::Q4_0,
-        _ => DType::Q4_1,
-    });
     let plan = BenchPlan {
         models,
         backends,
-        device: a.device,
-        threads: a.threads,
-        quantize,
+        device: a.load.device,
+        threads: a.load.threads,
+        quantize: a.load.quantize_dtype(),
         n_prompt: a.n_prompt.clone(),
         n_gen: a.n_gen.clone(),
         batches: a.batch.clone(),

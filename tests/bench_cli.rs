@@ -23,6 +23,11 @@ fn prism(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_prism")).args(args).output().unwrap()
 }
 
+/// `prism bench` with whitespace-separated arguments (paths here hold no spaces).
+fn bench(args: &str) -> Output {
+    prism(&std::iter::once("bench").chain(args.split_whitespace()).collect::<Vec<_>>())
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -66,12 +71,7 @@ fn check_row(row: &Value, reps: usize) {
 
 #[test]
 fn backend_all_json_has_one_row_per_backend_and_test() {
-    let o = prism(
-        &["bench", "--model", &stories(), "--backend", "all", "-p", "16", "-n", "8", "-b", "1,2"]
-            .into_iter()
-            .chain(["-r", "2", "--json"])
-            .collect::<Vec<_>>(),
-    );
+    let o = bench(&format!("--model {} --backend all -p 16 -n 8 -b 1,2 -r 2 --json", stories()));
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = json_rows(&o);
     let backends: BTreeSet<&str> = rows.iter().map(|r| r["backend"].as_str().unwrap()).collect();
@@ -101,23 +101,12 @@ fn backend_all_json_has_one_row_per_backend_and_test() {
 fn csv_and_svg_files_are_written_and_well_formed() {
     let dir = tempfile::tempdir().unwrap();
     let (csv, svg) = (dir.path().join("rows.csv"), dir.path().join("chart.svg"));
-    let o = prism(&[
-        "bench",
-        "--model",
-        &stories(),
-        "--backend",
-        "cpu",
-        "-p",
-        "16",
-        "-n",
-        "8",
-        "-r",
-        "2",
-        "--csv",
-        csv.to_str().unwrap(),
-        "--plot",
-        svg.to_str().unwrap(),
-    ]);
+    let o = bench(&format!(
+        "--model {} --backend cpu -p 16 -n 8 -r 2 --csv {} --plot {}",
+        stories(),
+        csv.display(),
+        svg.display()
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     // The table still goes to stdout.
     assert!(stdout(&o).contains("| stories260K | cpu | pp16 | 1 |"), "{}", stdout(&o));
@@ -144,20 +133,7 @@ fn csv_and_svg_files_are_written_and_well_formed() {
     assert_eq!(chart.matches("<svg").count(), chart.matches("</svg>").count());
 
     // `--csv` without a file prints the CSV instead of the table.
-    let o = prism(&[
-        "bench",
-        "--model",
-        &stories(),
-        "--backend",
-        "cpu",
-        "-p",
-        "8",
-        "-n",
-        "0",
-        "-r",
-        "1",
-        "--csv",
-    ]);
+    let o = bench(&format!("--model {} --backend cpu -p 8 -n 0 -r 1 --csv", stories()));
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.starts_with("model,model_filename,") && out.lines().count() == 2, "{out}");
@@ -165,7 +141,7 @@ fn csv_and_svg_files_are_written_and_well_formed() {
 
 #[test]
 fn ceilings_alone_and_beside_a_run() {
-    let o = prism(&["bench", "--ceilings", "--backend", "cpu", "-r", "2", "--json"]);
+    let o = bench("--ceilings --backend cpu -r 2 --json");
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = json_rows(&o);
     assert_eq!(rows.len(), 1);
@@ -174,12 +150,7 @@ fn ceilings_alone_and_beside_a_run() {
     assert!(rows[0]["gemm_gflops"]["median"].as_f64().unwrap() > 0.1, "{}", rows[0]);
     assert_eq!(rows[0]["copy_gbps_samples"].as_array().unwrap().len(), 2);
 
-    let o = prism(
-        &["bench", "--ceilings", "--model", &stories(), "--backend", "cpu", "-p", "16", "-n", "8"]
-            .into_iter()
-            .chain(["-r", "1", "--json"])
-            .collect::<Vec<_>>(),
-    );
+    let o = bench(&format!("--ceilings --model {} --backend cpu -p 16 -n 8 -r 1 --json", stories()));
     assert!(o.status.success(), "{}", stderr(&o));
     for row in json_rows(&o) {
         check_row(&row, 1);
@@ -191,8 +162,7 @@ fn ceilings_alone_and_beside_a_run() {
 
 #[test]
 fn a_missing_peer_or_model_is_a_clear_error() {
-    let o =
-        prism(&["bench", "--model", &stories_gguf(), "--backend", "cpu", "--peer", "llama.cpp=/nonexistent"]);
+    let o = bench(&format!("--model {} --backend cpu --peer llama.cpp=/nonexistent", stories_gguf()));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("--peer llama.cpp=/nonexistent: no llama-bench at /nonexistent"),
@@ -201,11 +171,11 @@ fn a_missing_peer_or_model_is_a_clear_error() {
     );
     assert!(!stderr(&o).contains("panicked"));
 
-    let o = prism(&["bench", "--model", "/no/such/model.gguf", "--backend", "cpu"]);
+    let o = bench("--model /no/such/model.gguf --backend cpu");
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("model /no/such/model.gguf does not exist"), "{}", stderr(&o));
 
-    let o = prism(&["bench", "--model", &stories(), "--backend", "tpu"]);
+    let o = bench(&format!("--model {} --backend tpu", stories()));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("unknown backend `tpu`"), "{}", stderr(&o));
 }
@@ -215,12 +185,11 @@ fn a_corrupt_model_fails_its_rows_and_the_exit_code_but_keeps_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.gguf");
     std::fs::write(&bad, b"GGUF\x03\x00\x00\x00 truncated").unwrap();
-    let o = prism(
-        &["bench", "--model", bad.to_str().unwrap(), "--model", &stories(), "--backend", "cpu"]
-            .into_iter()
-            .chain(["-p", "8", "-n", "4", "-r", "1", "--json"])
-            .collect::<Vec<_>>(),
-    );
+    let o = bench(&format!(
+        "--model {} --model {} --backend cpu -p 8 -n 4 -r 1 --json",
+        bad.display(),
+        stories()
+    ));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("2 of 4 bench rows failed"), "{}", stderr(&o));
     let rows = json_rows(&o);
@@ -276,12 +245,10 @@ echo '[{{"n_prompt": '$p', "n_gen": '$n', "samples_ts": [100.0], "backends": "FA
     );
     fake_llama_bench(dir.path(), &body);
     let peer = format!("llama.cpp={}", dir.path().display());
-    let o = prism(
-        &["bench", "--model", &stories_gguf(), "--backend", "cpu", "-t", "2", "-p", "16", "-n", "8"]
-            .into_iter()
-            .chain(["-b", "1,2", "-r", "3", "--peer", &peer, "--json"])
-            .collect::<Vec<_>>(),
-    );
+    let o = bench(&format!(
+        "--model {} --backend cpu -t 2 -p 16 -n 8 -b 1,2 -r 3 --peer {peer} --json",
+        stories_gguf()
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = json_rows(&o);
     assert_eq!(rows.len(), 3);
@@ -307,12 +274,7 @@ echo '[{{"n_prompt": '$p', "n_gen": '$n', "samples_ts": [100.0], "backends": "FA
     for c in &calls[3..] {
         assert!(c.contains("-p 0 -n 8 -r 1 -t 2 -ngl 0 -o json"), "{c}");
     }
-    let table = prism(
-        &["bench", "--model", &stories_gguf(), "--backend", "cpu", "-p", "16", "-n", "0"]
-            .into_iter()
-            .chain(["-r", "1", "--peer", &peer])
-            .collect::<Vec<_>>(),
-    );
+    let table = bench(&format!("--model {} --backend cpu -p 16 -n 0 -r 1 --peer {peer}", stories_gguf()));
     assert!(stdout(&table).contains("| 100.0 |"), "{}", stdout(&table));
 }
 
@@ -321,12 +283,7 @@ fn a_failing_peer_is_reported_in_its_row_and_prism_numbers_stay() {
     let dir = tempfile::tempdir().unwrap();
     fake_llama_bench(dir.path(), "echo 'error: failed to load model' >&2\nexit 3");
     let peer = format!("llama.cpp={}", dir.path().join("llama-bench").display());
-    let o = prism(
-        &["bench", "--model", &stories_gguf(), "--backend", "cpu", "-p", "8", "-n", "4", "-r", "2"]
-            .into_iter()
-            .chain(["--peer", &peer, "--json"])
-            .collect::<Vec<_>>(),
-    );
+    let o = bench(&format!("--model {} --backend cpu -p 8 -n 4 -r 2 --peer {peer} --json", stories_gguf()));
     assert!(o.status.success(), "{}", stderr(&o));
     for row in json_rows(&o) {
         check_row(&row, 2);
@@ -337,12 +294,7 @@ fn a_failing_peer_is_reported_in_its_row_and_prism_numbers_stay() {
     assert!(stderr(&o).contains("llama.cpp failed"), "{}", stderr(&o));
 
     // An HF directory has no GGUF for llama-bench: the peer is skipped, with the reason.
-    let o = prism(
-        &["bench", "--model", &stories(), "--backend", "cpu", "-p", "8", "-n", "0", "-r", "1"]
-            .into_iter()
-            .chain(["--peer", &peer, "--json"])
-            .collect::<Vec<_>>(),
-    );
+    let o = bench(&format!("--model {} --backend cpu -p 8 -n 0 -r 1 --peer {peer} --json", stories()));
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = json_rows(&o);
     assert!(rows[0]["peer_error"].as_str().unwrap().contains("Hugging Face directory"), "{}", rows[0]);

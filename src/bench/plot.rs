@@ -112,6 +112,7 @@ pub fn write_svg(rows: &[BenchRow], title: &str, path: &Path) -> Result<(), Benc
             .x_labels(groups.len())
             .x_label_formatter(&label)
             .y_desc("tokens/s")
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(|e| err(&e))?;
         let width = 0.8 / n_series;
