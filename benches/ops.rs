@@ -1,7 +1,7 @@
 //! Per-op microbenchmarks on every backend that starts here (`cargo bench --bench ops`): gemv per
 //! weight type (GB/s of weights), GEMM (GFLOP/s) and attention at several context lengths (GFLOP/s).
 //!
-//! Criterion prints throughput as bytes/s for the gemv groups and as elements/s for the others, where
+//! Criterion prints throughput as decimal bytes/s (GB/s) for the gemv groups and as elements/s for the others, where
 //! one element is one floating-point operation (so "Gelem/s" reads GFLOP/s). Backends that do not
 //! start are listed with the reason and skipped. Filter as usual: `cargo bench --bench ops -- cpu/gemv`.
 
@@ -62,7 +62,7 @@ fn gemv_and_gemm(c: &mut Criterion, name: &str, b: &mut dyn Backend) {
             }
         };
         weights.push((dtype, w));
-        gemv.throughput(Throughput::Bytes(bytes));
+        gemv.throughput(Throughput::BytesDecimal(bytes));
         gemv.bench_function(BenchmarkId::new(dtype.name(), format!("{ROWS}x{COLS}")), |bench| {
             bench.iter(|| {
                 run_and_wait(b, out, &mut |b| b.matmul(w, x, out, 1, MatmulMode::Overwrite).expect("gemv"))

@@ -495,6 +495,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         ProgressStyle::with_template("{spinner} bench [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
             .expect("static template"),
     );
+    let load_before = load_average();
     let report = bench::run(&plan, &mut |event| match event {
         Event::Step(msg) => {
             bar.set_message(msg.to_string());
@@ -521,6 +522,9 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         if !rows.is_empty() {
             print!("{}", bench::output::table(rows));
         }
+        if let (Some(before), Some(after)) = (load_before, load_average()) {
+            println!("load average (1, 5, 15 min): {before} before, {after} after");
+        }
     }
     if let Some(path) = a.csv.as_deref().filter(|_| !csv_to_stdout) {
         std::fs::write(path, bench::output::csv(rows))
@@ -541,6 +545,12 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         bail!("ceilings could not be measured on every backend (see above)");
     }
     Ok(())
+}
+
+/// The system's load average (Linux), to judge how quiet the machine was while timing.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 /// `--backend` values: `all` (every available backend), or names.

@@ -309,6 +309,9 @@ fn setup(plan: &BenchPlan, kind: BackendKind, model: &Path) -> Result<Setup, Ben
     let files_cost = WeightCost::of(&files);
     let runner = PrismRunner::new(backend, &files, sizes)?;
     let mut template = row_template(plan, kind, model);
+    // `auto` rows name the backend it chose.
+    template.backend.clone_from(&info.backend);
+    template.backends = info.backend;
     template.device = info.device;
     template.model_size = size as u64;
     template.model_n_params = n_params as u64;
@@ -410,7 +413,7 @@ fn run_test(
         n_prompt: t.n_prompt,
         n_gen: t.n_gen,
         threads: plan.effective_threads(),
-        gpu_layers: if kind == BackendKind::Cpu { 0 } else { 99 },
+        gpu_layers: if row.backend == BackendKind::Cpu.name() { 0 } else { 99 },
     };
     let mut secs = Vec::with_capacity(plan.reps);
     let mut peer_runs: Vec<PeerSample> = Vec::new();
