@@ -532,8 +532,13 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &a.plot {
-        let threads = plan.effective_threads();
-        let title = format!("prism bench, {} repetitions (median), {threads} CPU threads", plan.reps);
+        let mut devices: Vec<String> = rows
+            .iter()
+            .filter(|r| !r.device.is_empty())
+            .map(|r| format!("{}: {}", r.backend, r.device.chars().take(40).collect::<String>()))
+            .collect();
+        devices.dedup();
+        let title = format!("prism bench, median of {} repetitions; {}", plan.reps, devices.join("; "));
         bench::plot::write_svg(rows, &title, path)?;
         eprintln!("wrote {}", path.display());
     }
