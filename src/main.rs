@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use prism::backend::{self, BackendKind, BackendOptions, DType};
-use prism::engine::bench::{self, BenchConfig};
+use prism::bench::{self, BenchPlan, Event, peer::PeerSpec};
 use prism::engine::config::GenerationDefaults;
 use prism::engine::generate::{Engine, EngineOptions, GenerateParams, ModelFiles};
 use prism::engine::pull;
@@ -72,15 +72,33 @@ struct DeviceArgs {
     /// Backend to run on.
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     backend: BackendKind,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// How a model is loaded onto its backend (`run` and `bench`).
+#[derive(Args)]
+struct LoadArgs {
     /// Device index within the backend.
     #[arg(long, default_value_t = 0)]
     device: usize,
-    /// CPU threads (0 = all cores).
+    /// CPU threads of the CPU backend (and of llama-bench in `bench`) (0 = all cores).
     #[arg(long, short = 't', default_value_t = 0)]
     threads: usize,
-    /// Quantize f32/f16/bf16 weight matrices at load time (llama.cpp block layout).
+    /// Quantize f32/f16/bf16 weight matrices at load time (llama.cpp block layout; `bench` then skips
+    /// its peer).
     #[arg(long, value_parser = ["q8_0", "q4_0", "q4_1"])]
     quantize: Option<String>,
+}
+
+impl LoadArgs {
+    fn quantize_dtype(&self) -> Option<DType> {
+        self.quantize.as_deref().map(|q| match q {
+            "q8_0" => DType::Q8_0,
+            "q4_0" => DType::Q4_0,
+            _ => DType::Q4_1,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -177,22 +195,48 @@ struct ServeArgs {
     max_body_bytes: usize,
 }
 
+/// `prism bench`: llama-bench-style tests over several models and backends.
 #[derive(Args)]
 struct BenchArgs {
+    /// Model (GGUF file, HF directory or known name); repeatable. Default: SmolLM2-135M-Instruct.
+    #[arg(long, short = 'm')]
+    model: Vec<PathBuf>,
+    /// Backends, comma-separated (cpu, wgpu, hip, cuda, auto), or `all`: the CPU and every GPU backend
+    /// that starts here.
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    backend: Vec<String>,
     #[command(flatten)]
-    dev: DeviceArgs,
-    /// Prompt tokens of the prefill test (0 = skip).
-    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
-    n_prompt: usize,
-    /// Generated tokens of the decode test (0 = skip).
-    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
-    n_gen: usize,
+    load: LoadArgs,
+    /// Prompt lengths of the prefill tests, comma-separated (0 = none).
+    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
+    n_prompt: Vec<usize>,
+    /// Generation lengths of the decode tests, comma-separated (0 = none).
+    #[arg(short = 'n', long = "n-gen", value_delimiter = ',', default_value = "128")]
+    n_gen: Vec<usize>,
+    /// Sequences decoding together in the decode tests, comma-separated (aggregate tokens/s).
+    #[arg(short = 'b', long = "batch", value_delimiter = ',', default_value = "1")]
+    batch: Vec<usize>,
     /// Timed repetitions (after one warm-up).
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     reps: usize,
-    /// Print JSON instead of a table.
+    /// Print the rows as a JSON array instead of the table.
     #[arg(long)]
     json: bool,
+    /// Write the rows as CSV to FILE (`-` or no value: to stdout instead of the table).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    csv: Option<PathBuf>,
+    /// Draw a bar chart of tokens/s per model, test and backend (peers beside) into FILE.svg.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// A peer measured in the same run, interleaved repetition by repetition: `llama.cpp=PATH`
+    /// (PATH: llama-bench or a directory holding it), or `BACKEND:llama.cpp=PATH` for one backend's
+    /// rows only; repeatable.
+    #[arg(long)]
+    peer: Vec<String>,
+    /// Measure each backend's ceilings first (a large copy, a large GEMM); rows then show % of them.
+    /// Without --model, only the ceilings are measured.
+    #[arg(long)]
+    ceilings: bool,
 }
 
 fn main() {
@@ -261,12 +305,7 @@ fn resolve_model(arg: Option<&Path>) -> Result<PathBuf> {
 fn open_model(dev: &DeviceArgs) -> Result<(PathBuf, ModelFiles)> {
     let path = resolve_model(dev.model.as_deref())?;
     let mut files = ModelFiles::open(&path).with_context(|| format!("loading model {}", path.display()))?;
-    if let Some(q) = &dev.quantize {
-        let dtype = match q.as_str() {
-            "q8_0" => DType::Q8_0,
-            "q4_0" => DType::Q4_0,
-            _ => DType::Q4_1,
-        };
+    if let Some(dtype) = dev.load.quantize_dtype() {
         let t0 = std::time::Instant::now();
         let n = files.quantize(dtype)?;
         eprintln!("quantized {n} weight matrices to {dtype} in {:.1} s", t0.elapsed().as_secs_f64());
@@ -275,7 +314,7 @@ fn open_model(dev: &DeviceArgs) -> Result<(PathBuf, ModelFiles)> {
 }
 
 fn start_engine(dev: &DeviceArgs, files: ModelFiles, context: usize) -> Result<Engine> {
-    let opts = BackendOptions { device: dev.device, threads: dev.threads };
+    let opts = BackendOptions { device: dev.load.device, threads: dev.load.threads };
     let backend = backend::create(dev.backend, opts)?;
     let info = backend.info();
     tracing::info!(backend = info.backend, device = info.device, "backend ready");
@@ -429,68 +468,109 @@ fn kernels_build(archs: &[String]) -> Result<()> {
 }
 
 fn bench_cmd(a: BenchArgs) -> Result<()> {
-    let (model_path, files) = open_model(&a.dev)?;
-    let (n_params, model_bytes) = files.weights.totals();
-    let context = a.n_prompt.max(a.n_gen).max(1);
-    let mut engine = start_engine(&a.dev, files, context)?;
-    let info = engine.backend.info();
-    let tests = usize::from(a.n_prompt > 0) + usize::from(a.n_gen > 0);
-    let bar = ProgressBar::new(((a.reps + 1) * tests) as u64).with_style(
-        ProgressStyle::with_template("{spinner} bench [{bar:30}] {pos}/{len} {msg}")
+    let backends = bench_backends(&a.backend, a.load.threads)?;
+    let mut models = Vec::new();
+    for m in &a.model {
+        models.push(resolve_model(Some(m))?);
+    }
+    if models.is_empty() && !a.ceilings {
+        models.push(resolve_model(None)?);
+    }
+    let peers = a.peer.iter().map(|p| PeerSpec::parse(p)).collect::<Result<Vec<_>, _>>()?;
+    let plan = BenchPlan {
+        models,
+        backends,
+        device: a.load.device,
+        threads: a.load.threads,
+        quantize: a.load.quantize_dtype(),
+        n_prompt: a.n_prompt.clone(),
+        n_gen: a.n_gen.clone(),
+        batches: a.batch.clone(),
+        reps: a.reps,
+        peers,
+        ceilings: a.ceilings,
+    };
+    plan.validate()?;
+    let bar = ProgressBar::new(plan.total_steps()).with_style(
+        ProgressStyle::with_template("{spinner} bench [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
             .expect("static template"),
     );
-    let cfg = BenchConfig { n_prompt: a.n_prompt, n_gen: a.n_gen, reps: a.reps.max(1) };
-    let results = bench::run(&mut engine, cfg, |msg| {
-        bar.set_message(msg.to_string());
-        bar.inc(1);
-    })?;
+    let load_before = load_average();
+    let report = bench::run(&plan, &mut |event| match event {
+        Event::Step(msg) => {
+            bar.set_message(msg.to_string());
+            bar.inc(1);
+        }
+        Event::Note(msg) => bar.suspend(|| eprintln!("{msg}")),
+    });
     bar.finish_and_clear();
-    let model_name = model_path.display().to_string();
+    let rows = &report.rows;
+    let csv_to_stdout = a.csv.as_deref() == Some(Path::new("-"));
     if a.json {
-        let rows: Vec<_> = results
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "model_filename": model_name,
-                    "model_size": model_bytes,
-                    "model_n_params": n_params,
-                    "backends": info.backend,
-                    "device": info.device,
-                    "n_threads": a.dev.threads,
-                    "test": r.test,
-                    "n_prompt": r.n_prompt,
-                    "n_gen": r.n_gen,
-                    "avg_ts": r.avg_ts,
-                    "stddev_ts": r.stddev_ts,
-                    "median_ts": r.median_ts,
-                    "min_ts": r.min_ts,
-                    "max_ts": r.max_ts,
-                    "samples_ts": r.samples_ts,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let out = if plan.models.is_empty() {
+            serde_json::to_string_pretty(&report.ceilings)?
+        } else {
+            serde_json::to_string_pretty(rows)?
+        };
+        println!("{out}");
+    } else if csv_to_stdout {
+        print!("{}", bench::output::csv(rows));
     } else {
-        println!(
-            "model: {model_name} ({:.1} M params, {:.1} MB)",
-            n_params as f64 / 1e6,
-            model_bytes as f64 / 1e6
-        );
-        println!("backend: {} — {}", info.backend, info.device);
-        println!("| test | median t/s | mean ± sd | min | max | reps |");
-        println!("|---|---:|---:|---:|---:|---:|");
-        for r in &results {
-            println!(
-                "| {} | {:.1} | {:.1} ± {:.1} | {:.1} | {:.1} | {} |",
-                r.test,
-                r.median_ts,
-                r.avg_ts,
-                r.stddev_ts,
-                r.min_ts,
-                r.max_ts,
-                r.samples_ts.len()
-            );
+        if !report.ceilings.is_empty() {
+            println!("{}", bench::output::ceilings_table(&report.ceilings));
+        }
+        if !rows.is_empty() {
+            print!("{}", bench::output::table(rows));
+        }
+        if let (Some(before), Some(after)) = (load_before, load_average()) {
+            println!("load average (1, 5, 15 min): {before} before, {after} after");
         }
     }
+    if let Some(path) = a.csv.as_deref().filter(|_| !csv_to_stdout) {
+        std::fs::write(path, bench::output::csv(rows))
+            .with_context(|| format!("writing the CSV to {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &a.plot {
+        let mut devices: Vec<String> = rows
+            .iter()
+            .filter(|r| !r.device.is_empty())
+            .map(|r| format!("{}: {}", r.backend, r.device.chars().take(40).collect::<String>()))
+            .collect();
+        devices.dedup();
+        let title = format!("prism bench, median of {} repetitions; {}", plan.reps, devices.join("; "));
+        bench::plot::write_svg(rows, &title, path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    let failed = rows.iter().filter(|r| r.error.is_some()).count();
+    if failed > 0 {
+        bail!("{failed} of {} bench rows failed (see their error)", rows.len());
+    }
+    if plan.ceilings && report.ceilings.len() < plan.backends.len() {
+        bail!("ceilings could not be measured on every backend (see above)");
+    }
     Ok(())
+}
+
+/// The system's load average (Linux), to judge how quiet the machine was while timing.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+/// `--backend` values: `all` (every available backend), or names.
+fn bench_backends(names: &[String], threads: usize) -> Result<Vec<BackendKind>> {
+    let mut kinds = Vec::new();
+    for name in names {
+        if name == "all" {
+            kinds.extend(bench::available_backends(threads, |note| eprintln!("{note}")));
+            continue;
+        }
+        let kind = <BackendKind as clap::ValueEnum>::from_str(name, true).map_err(|_| {
+            anyhow::anyhow!("unknown backend `{name}`: expected all, auto, cpu, wgpu, hip or cuda")
+        })?;
+        kinds.push(kind);
+    }
+    kinds.dedup();
+    Ok(kinds)
 }

@@ -1,6 +1,5 @@
 //! The engine: model configuration, weight loading, the forward pass, tokenizer, sampling, generation.
 
-pub mod bench;
 pub mod config;
 pub mod generate;
 pub mod gguf;
