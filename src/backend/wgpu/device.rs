@@ -24,13 +24,22 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
+/// The process's one wgpu instance, never destroyed. Destroying an instance may unload the Vulkan
+/// driver while another thread's device (another model, another test) still runs its code: on the
+/// H100's driver, two instances made and dropped by two threads crashed the process.
+fn instance() -> &'static wgpu::Instance {
+    static INSTANCE: std::sync::OnceLock<wgpu::Instance> = std::sync::OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = BACKENDS;
+        wgpu::Instance::new(desc)
+    })
+}
+
 /// The adapters, best first: discrete GPUs, then integrated, virtual, other, then CPU adapters
 /// (lavapipe). `--device N` indexes this list.
 pub fn adapters() -> Vec<wgpu::Adapter> {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = BACKENDS;
-    let instance = wgpu::Instance::new(desc);
-    let mut list = pollster::block_on(instance.enumerate_adapters(BACKENDS));
+    let mut list = pollster::block_on(instance().enumerate_adapters(BACKENDS));
     list.sort_by_key(|a| rank(a.get_info().device_type));
     list
 }
