@@ -1,30 +1,18 @@
-// Weight format Q4_0 (llama.cpp blocks of 32: an f16 scale d and 16 bytes of nibbles; byte j holds
-// element j in its low and element j+16 in its high nibble; w = d·(q − 8)), stored split: the nibbles
-// of block b in wq[b], the scales two per word in ws.
+// Weight format Q4_0 (llama.cpp blocks of 32: an f16 scale d and 16 bytes of nibbles, laid out as
+// w_nibbles.wgsl says (appended after this file); w = d·(q − 8)), stored split: the nibbles of block b in
+// wq[b], the scales two per word in ws.
 @group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> ws: array<u32>;
 
-// The low (shift 0) or high (shift 4) nibbles of the four bytes of a word.
-fn nib4(w: u32, shift: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) >> vec4<u32>(shift)) & vec4<u32>(15u));
+fn block_scale(b: u32) -> f32 {
+    return unpack2x16float(ws[b >> 1u])[b & 1u];
 }
 
 // The 32 weights of block `u` of weight row `row`; `upr` blocks per row.
 fn load_unit(row: u32, u: u32, upr: u32) -> array<vec4<f32>, 8> {
     let b = row * upr + u;
-    let d = unpack2x16float(ws[b >> 1u])[b & 1u];
-    let q = wq[b];
-    let m = vec4<f32>(-8.0 * d);
-    var o: array<vec4<f32>, 8>;
-    o[0] = fma(nib4(q.x, 0u), vec4<f32>(d), m);
-    o[1] = fma(nib4(q.y, 0u), vec4<f32>(d), m);
-    o[2] = fma(nib4(q.z, 0u), vec4<f32>(d), m);
-    o[3] = fma(nib4(q.w, 0u), vec4<f32>(d), m);
-    o[4] = fma(nib4(q.x, 4u), vec4<f32>(d), m);
-    o[5] = fma(nib4(q.y, 4u), vec4<f32>(d), m);
-    o[6] = fma(nib4(q.z, 4u), vec4<f32>(d), m);
-    o[7] = fma(nib4(q.w, 4u), vec4<f32>(d), m);
-    return o;
+    let d = block_scale(b);
+    return nib_unit(wq[b], vec4<f32>(d), vec4<f32>(-8.0 * d));
 }
 
 // Pieces (16-byte words of `wq`) per block of 32 weights, and input vec4s per piece.
@@ -34,23 +22,13 @@ const PX: u32 = 8u;
 // Σ of the 32 weights of block word `w` (piece `pc` of row `row`) times the piece's inputs
 // (`xl`: elements 0..16, `xh`: 16..32): nibbles times inputs first, then d·(Σ q·x − 8·Σ x).
 fn dot_piece(w: vec4<u32>, row: u32, pc: u32, xl: mat4x4<f32>, xh: mat4x4<f32>) -> f32 {
-    var qx = nib4(w.x, 0u) * xl[0];
-    qx = fma(nib4(w.y, 0u), xl[1], qx);
-    qx = fma(nib4(w.z, 0u), xl[2], qx);
-    qx = fma(nib4(w.w, 0u), xl[3], qx);
-    qx = fma(nib4(w.x, 4u), xh[0], qx);
-    qx = fma(nib4(w.y, 4u), xh[1], qx);
-    qx = fma(nib4(w.z, 4u), xh[2], qx);
-    qx = fma(nib4(w.w, 4u), xh[3], qx);
-    let sx = ((xl[0] + xl[1]) + (xl[2] + xl[3])) + ((xh[0] + xh[1]) + (xh[2] + xh[3]));
-    let b = row * p.upr + pc;
-    let d = unpack2x16float(ws[b >> 1u])[b & 1u];
-    return d * (((qx.x + qx.y) + (qx.z + qx.w)) - 8.0 * ((sx.x + sx.y) + (sx.z + sx.w)));
+    let s = nib_dots(w, xl, xh);
+    return block_scale(row * p.upr + pc) * (s.x - 8.0 * s.y);
 }
 
 // Weights 4i .. 4i + 4 of block `u` of row `row` (i < 8).
 fn load_w4(row: u32, u: u32, upr: u32, i: u32) -> vec4<f32> {
     let b = row * upr + u;
-    let d = unpack2x16float(ws[b >> 1u])[b & 1u];
+    let d = block_scale(b);
     return fma(nib4(wq[b][i % 4u], (i / 4u) * 4u), vec4<f32>(d), vec4<f32>(-8.0 * d));
 }

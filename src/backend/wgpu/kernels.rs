@@ -97,12 +97,15 @@ pub fn supports(dtype: DType) -> bool {
 }
 
 const HALF_LIB: &str = include_str!("../../../shaders/lib/w_half.wgsl");
+const NIBBLE_LIB: &str = include_str!("../../../shaders/lib/w_nibbles.wgsl");
 
 /// The WGSL of a weight format: `load_unit`, `dot_unit`, `load_w4` over its buffers.
 fn weight_lib(dtype: DType) -> String {
     match dtype {
         DType::F16 => [include_str!("../../../shaders/lib/w_f16.wgsl"), HALF_LIB].concat(),
         DType::BF16 => [include_str!("../../../shaders/lib/w_bf16.wgsl"), HALF_LIB].concat(),
+        DType::Q4_0 => [include_str!("../../../shaders/lib/w_q4_0.wgsl"), NIBBLE_LIB].concat(),
+        DType::Q4_1 => [include_str!("../../../shaders/lib/w_q4_1.wgsl"), NIBBLE_LIB].concat(),
         other => weight_lib_single(other).into(),
     }
 }
@@ -111,8 +114,6 @@ fn weight_lib_single(dtype: DType) -> &'static str {
     match dtype {
         DType::F32 => include_str!("../../../shaders/lib/w_f32.wgsl"),
         DType::Q8_0 => include_str!("../../../shaders/lib/w_q8_0.wgsl"),
-        DType::Q4_0 => include_str!("../../../shaders/lib/w_q4_0.wgsl"),
-        DType::Q4_1 => include_str!("../../../shaders/lib/w_q4_1.wgsl"),
         // `supports` is checked at upload; no weight of another dtype reaches a kernel.
         _ => include_str!("../../../shaders/lib/w_f32.wgsl"),
     }
