@@ -191,33 +191,92 @@ FOR_EACH_LAYOUT(GEMV_BOTH)
 
 // Fused one-token variants: each block first builds the gemv's input row in shared memory (cols <= MAX_XS)
 // from what the separate op would have written: `_norm`: rms_norm(x) · norm (as rms_norm.hip), `_silu`:
-// silu(gate) · up of x = gate|up [2·cols] (as silu_mul.hip).
+// silu(gate) · up of x = gate|up [2·cols] (as silu_mul.hip). A thread issues all its 16-byte loads of
+// the row before using them (one memory round trip per block), and the host launches at most one wave
+// of blocks, each taking many rows, so that the row is built once per block, not once per 8 rows.
 #define MAX_XS 8192
+#define PRE_NT 256                      // threads per block (the host's BLOCK)
+#define PRE_V (MAX_XS / 4 / PRE_NT)     // float4 per thread
+
+// xs[c] = norm[c] * (x[c] * inv), inv = 1 / sqrt(mean(x²) + eps).
+__device__ __forceinline__ void build_norm(float* xs, const float* x, const float* norm, int cols, float eps,
+                                           float* red) {
+    if (cols % 4 != 0) {  // rows that rule out 16-byte loads
+        float ss = 0.0f;
+        for (int c = threadIdx.x; c < cols; c += PRE_NT) ss += x[c] * x[c];
+        ss = block_sum(ss, red);
+        const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+        for (int c = threadIdx.x; c < cols; c += PRE_NT) xs[c] = norm[c] * (x[c] * inv);
+        return;
+    }
+    const f32x4* x4 = (const f32x4*)x;
+    const f32x4* n4 = (const f32x4*)norm;
+    f32x4 v[PRE_V];
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < PRE_V; k++) {
+        const int c = threadIdx.x + k * PRE_NT;
+        v[k] = c < cols / 4 ? x4[c] : f32x4{0.0f, 0.0f, 0.0f, 0.0f};
+    }
+#pragma unroll
+    for (int k = 0; k < PRE_V; k++) ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+    ss = block_sum(ss, red);
+    const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+    f32x4* xs4 = (f32x4*)xs;
+#pragma unroll
+    for (int k = 0; k < PRE_V; k++) {
+        const int c = threadIdx.x + k * PRE_NT;
+        if (c < cols / 4) {
+            const f32x4 g = n4[c];
+            xs4[c] = f32x4{g.x * (v[k].x * inv), g.y * (v[k].y * inv), g.z * (v[k].z * inv), g.w * (v[k].w * inv)};
+        }
+    }
+}
+
+__device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
+// xs[c] = silu(x[c]) * x[cols + c].
+__device__ __forceinline__ void build_silu(float* xs, const float* x, int cols) {
+    if (cols % 4 != 0) {
+        for (int c = threadIdx.x; c < cols; c += PRE_NT) xs[c] = silu_times(x[c], x[cols + c]);
+        return;
+    }
+    const f32x4* g4 = (const f32x4*)x;
+    const f32x4* u4 = (const f32x4*)(x + cols);
+    f32x4 g[PRE_V], u[PRE_V];
+#pragma unroll
+    for (int k = 0; k < PRE_V; k++) {
+        const int c = threadIdx.x + k * PRE_NT;
+        const bool in = c < cols / 4;
+        g[k] = in ? g4[c] : f32x4{0.0f, 0.0f, 0.0f, 0.0f};
+        u[k] = in ? u4[c] : f32x4{0.0f, 0.0f, 0.0f, 0.0f};
+    }
+    f32x4* xs4 = (f32x4*)xs;
+#pragma unroll
+    for (int k = 0; k < PRE_V; k++) {
+        const int c = threadIdx.x + k * PRE_NT;
+        if (c < cols / 4)
+            xs4[c] = f32x4{silu_times(g[k].x, u[k].x), silu_times(g[k].y, u[k].y), silu_times(g[k].z, u[k].z),
+                           silu_times(g[k].w, u[k].w)};
+    }
+}
+
 #define GEMV_PRE(name, elem)                                                                                   \
-    extern "C" __global__ void gemv_##name##_norm_t1(const void* w, const u16* d, const u16* m, const float* bias, \
-                                                     const float* x, float* out, int rows, int cols,           \
-                                                     int accumulate, const float* norm, float eps) {           \
+    extern "C" __global__ void __launch_bounds__(PRE_NT)                                                       \
+    gemv_##name##_norm_t1(const void* w, const u16* d, const u16* m, const float* bias, const float* x,        \
+                          float* out, int rows, int cols, int accumulate, const float* norm, float eps) {       \
         __shared__ f32x4 xs4[MAX_XS / 4];                                                                     \
         __shared__ float red[32];                                                                              \
-        float* xs = (float*)xs4;                                                                               \
-        float ss = 0.0f;                                                                                       \
-        for (int c = threadIdx.x; c < cols; c += blockDim.x) ss += x[c] * x[c];                                \
-        ss = block_sum(ss, red);                                                                               \
-        const float inv = 1.0f / sqrtf(ss / (float)cols + eps);                                                \
-        for (int c = threadIdx.x; c < cols; c += blockDim.x) xs[c] = norm[c] * (x[c] * inv);                   \
+        build_norm((float*)xs4, x, norm, cols, eps, red);                                                      \
         __syncthreads();                                                                                       \
-        GEMV_ROWS(name, 1, xs, 1)                                                                              \
+        GEMV_ROWS(name, 1, (const float*)xs4, 1)                                                               \
     }                                                                                                          \
-    extern "C" __global__ void gemv_##name##_silu_t1(const void* w, const u16* d, const u16* m, const float* bias, \
-                                                     const float* x, float* out, int rows, int cols,           \
-                                                     int accumulate, const float*, float) {                     \
+    extern "C" __global__ void __launch_bounds__(PRE_NT)                                                       \
+    gemv_##name##_silu_t1(const void* w, const u16* d, const u16* m, const float* bias, const float* x,        \
+                          float* out, int rows, int cols, int accumulate, const float*, float) {                \
         __shared__ f32x4 xs4[MAX_XS / 4];                                                                     \
-        float* xs = (float*)xs4;                                                                               \
-        for (int c = threadIdx.x; c < cols; c += blockDim.x) {                                                 \
-            const float g = x[c], u = x[cols + c];                                                             \
-            xs[c] = g / (1.0f + expf(-g)) * u;                                                                 \
-        }                                                                                                      \
+        build_silu((float*)xs4, x, cols);                                                                      \
         __syncthreads();                                                                                       \
-        GEMV_ROWS(name, 1, xs, 1)                                                                              \
+        GEMV_ROWS(name, 1, (const float*)xs4, 1)                                                               \
     }
 FOR_EACH_LAYOUT(GEMV_PRE)

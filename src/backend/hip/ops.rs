@@ -167,18 +167,17 @@ enum Fused {
     SiluMul,
 }
 
-/// Longest input rows that take the fused gemv (the kernels hold up to 8192, MAX_XS in hip/gemv.hip).
-/// Every block rebuilds the input before its rows, a latency that grows with the row: on the H100, fused
-/// at every width, 1B decode (dim 2048, ffn 8192) lost 16 % while 135M (576, 1536) gained; wider rows
-/// take the two separate ops.
-const MAX_FUSED_NORM_COLS: usize = 1024;
-const MAX_FUSED_SILU_COLS: usize = 2048;
+/// Longest input row the fused gemv kernels hold in shared memory (MAX_XS in hip/gemv.hip).
+const MAX_FUSED_COLS: usize = 8192;
+/// Most blocks of a fused gemv: about one wave on an H100 (7 blocks of 32 KiB shared memory on each of
+/// 132 SMs), so that each block builds the input row once and then takes many weight rows.
+const MAX_FUSED_BLOCKS: usize = 896;
 
 impl GpuBackend {
     /// Whether norm_matmul / silu_mul_matmul of `rows` rows of `cols` take the fused gemv.
-    fn fuses(&self, w: WeightId, rows: usize, cols: usize, max_cols: usize) -> bool {
+    fn fuses(&self, w: WeightId, rows: usize, cols: usize) -> bool {
         rows == 1
-            && (1..=max_cols).contains(&cols)
+            && (1..=MAX_FUSED_COLS).contains(&cols)
             && self.weights.get(w.0 as usize).is_some_and(|wt| wt.cols == cols && wt.rows > 0)
     }
 
@@ -204,7 +203,7 @@ impl GpuBackend {
         let o = self.f32s(op, "out", out, wr)?;
         let acc = usize::from(mode == MatmulMode::Accumulate);
         let name = format!("gemv_{}_{stage}_t1", layout_name(layout));
-        let grid = wr.div_ceil((BLOCK / self.warp) as usize).min(1 << 20) as u32;
+        let grid = wr.div_ceil((BLOCK / self.warp) as usize).min(MAX_FUSED_BLOCKS) as u32;
         let args =
             Args::new().p(ptrs.0).p(ptrs.1).p(ptrs.2).p(bias).p(xp).p(o).i(wr).i(wc).i(acc).p(norm).f(eps);
         self.launch("gemv", &name, [grid, 1, 1], BLOCK, args)
@@ -377,7 +376,7 @@ impl Backend for GpuBackend {
         dim: usize,
         mode: MatmulMode,
     ) -> Result<()> {
-        if !self.fuses(w, rows, dim, MAX_FUSED_NORM_COLS) {
+        if !self.fuses(w, rows, dim) {
             self.rms_norm(x, norm, xn, rows, dim, eps)?;
             return self.matmul(w, xn, out, rows, mode);
         }
@@ -395,7 +394,7 @@ impl Backend for GpuBackend {
         ffn: usize,
         mode: MatmulMode,
     ) -> Result<()> {
-        if !self.fuses(w, rows, ffn, MAX_FUSED_SILU_COLS) {
+        if !self.fuses(w, rows, ffn) {
             self.silu_mul(gate_up, h, rows, ffn)?;
             return self.matmul(w, h, out, rows, mode);
         }
