@@ -298,8 +298,9 @@ pub trait Backend: Send {
     /// `[rows, 2·ffn]` (the fused `w1|w3` output), `out` is `[rows, ffn]`.
     fn silu_mul(&mut self, gate_up: BufId, out: BufId, rows: usize, ffn: usize) -> Result<()>;
     /// `out[rows, w.rows] (+)= rms_norm(x)[rows, dim] · Wᵀ + bias`, the norm as [`Backend::rms_norm`]
-    /// with `norm[dim]` and `eps`: one op, so a backend can fold the norm into the matrix product.
-    /// `xn[rows, dim]` is scratch space (its contents afterwards are unspecified).
+    /// with `norm[dim]` and `eps`: one op where the backend folds the norm into the matrix product
+    /// ([`Backend::fused_norm_matmul`]), else the two ops. `xn[rows, dim]` is scratch space (its
+    /// contents afterwards are unspecified).
     #[allow(clippy::too_many_arguments)]
     fn norm_matmul(
         &mut self,
@@ -313,11 +314,31 @@ pub trait Backend: Send {
         dim: usize,
         mode: MatmulMode,
     ) -> Result<()> {
-        self.rms_norm(x, norm, xn, rows, dim, eps)?;
-        self.matmul(w, xn, out, rows, mode)
+        if !self.fused_norm_matmul(x, norm, eps, w, out, rows, dim, mode)? {
+            self.rms_norm(x, norm, xn, rows, dim, eps)?;
+            self.matmul(w, xn, out, rows, mode)?;
+        }
+        Ok(())
+    }
+    /// [`Backend::norm_matmul`] as one fused op, recorded when the backend has one for this shape;
+    /// `Ok(false)` (the default) when it has not, and nothing was recorded.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_norm_matmul(
+        &mut self,
+        _x: BufId,
+        _norm: BufId,
+        _eps: f32,
+        _w: WeightId,
+        _out: BufId,
+        _rows: usize,
+        _dim: usize,
+        _mode: MatmulMode,
+    ) -> Result<bool> {
+        Ok(false)
     }
     /// `out[rows, w.rows] (+)= silu_mul(gate_up)[rows, ffn] · Wᵀ + bias`, as [`Backend::silu_mul`]
-    /// then [`Backend::matmul`] in one op; `h[rows, ffn]` is scratch space.
+    /// then [`Backend::matmul`], or one fused op ([`Backend::fused_silu_mul_matmul`]); `h[rows, ffn]` is
+    /// scratch space.
     #[allow(clippy::too_many_arguments)]
     fn silu_mul_matmul(
         &mut self,
@@ -329,8 +350,23 @@ pub trait Backend: Send {
         ffn: usize,
         mode: MatmulMode,
     ) -> Result<()> {
-        self.silu_mul(gate_up, h, rows, ffn)?;
-        self.matmul(w, h, out, rows, mode)
+        if !self.fused_silu_mul_matmul(gate_up, w, out, rows, ffn, mode)? {
+            self.silu_mul(gate_up, h, rows, ffn)?;
+            self.matmul(w, h, out, rows, mode)?;
+        }
+        Ok(())
+    }
+    /// [`Backend::silu_mul_matmul`] as one fused op where the backend has one; `Ok(false)` otherwise.
+    fn fused_silu_mul_matmul(
+        &mut self,
+        _gate_up: BufId,
+        _w: WeightId,
+        _out: BufId,
+        _rows: usize,
+        _ffn: usize,
+        _mode: MatmulMode,
+    ) -> Result<bool> {
+        Ok(false)
     }
     /// `dst[..len] += src[..len]`.
     fn add(&mut self, dst: BufId, src: BufId, len: usize) -> Result<()>;

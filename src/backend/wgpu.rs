@@ -561,49 +561,47 @@ impl Backend for WgpuBackend {
         self.matmul_input(w, x, out, rows, mode, Input::Plain)
     }
 
-    fn norm_matmul(
+    fn fused_norm_matmul(
         &mut self,
         x: BufId,
         norm: BufId,
         eps: f32,
-        xn: BufId,
         w: WeightId,
         out: BufId,
         rows: usize,
         dim: usize,
         mode: MatmulMode,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if rows > GEMV_BATCH_TOKENS {
-            self.rms_norm(x, norm, xn, rows, dim, eps)?;
-            return self.matmul(w, xn, out, rows, mode);
+            return Ok(false);
         }
         let cols = self.weight("norm_matmul", w)?.cols;
         if cols != dim {
             return Err(invalid("norm_matmul", format!("dim {dim} but the weight has {cols} columns")));
         }
         let nb = self.f32s("norm_matmul", "norm", norm, dim)?;
-        self.matmul_input(w, x, out, rows, mode, Input::Norm(nb, eps))
+        self.matmul_input(w, x, out, rows, mode, Input::Norm(nb, eps))?;
+        Ok(true)
     }
 
-    fn silu_mul_matmul(
+    fn fused_silu_mul_matmul(
         &mut self,
         gate_up: BufId,
-        h: BufId,
         w: WeightId,
         out: BufId,
         rows: usize,
         ffn: usize,
         mode: MatmulMode,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if rows > GEMV_BATCH_TOKENS {
-            self.silu_mul(gate_up, h, rows, ffn)?;
-            return self.matmul(w, h, out, rows, mode);
+            return Ok(false);
         }
         let cols = self.weight("silu_mul_matmul", w)?.cols;
         if cols != ffn {
             return Err(invalid("silu_mul_matmul", format!("ffn {ffn} but the weight has {cols} columns")));
         }
-        self.matmul_input(w, gate_up, out, rows, mode, Input::SiluMul)
+        self.matmul_input(w, gate_up, out, rows, mode, Input::SiluMul)?;
+        Ok(true)
     }
 
     fn rope_store_kv(

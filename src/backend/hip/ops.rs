@@ -364,41 +364,39 @@ impl Backend for GpuBackend {
         self.launch("gemv", &name, [grid, 1, 1], BLOCK, args)
     }
 
-    fn norm_matmul(
+    fn fused_norm_matmul(
         &mut self,
         x: BufId,
         norm: BufId,
         eps: f32,
-        xn: BufId,
         w: WeightId,
         out: BufId,
         rows: usize,
         dim: usize,
         mode: MatmulMode,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if !self.fuses(w, rows, dim) {
-            self.rms_norm(x, norm, xn, rows, dim, eps)?;
-            return self.matmul(w, xn, out, rows, mode);
+            return Ok(false);
         }
         let nb = self.f32s("norm_matmul", "norm", norm, dim)?;
-        self.gemv_fused("norm_matmul", w, x, out, mode, Fused::Norm(nb, eps))
+        self.gemv_fused("norm_matmul", w, x, out, mode, Fused::Norm(nb, eps))?;
+        Ok(true)
     }
 
-    fn silu_mul_matmul(
+    fn fused_silu_mul_matmul(
         &mut self,
         gate_up: BufId,
-        h: BufId,
         w: WeightId,
         out: BufId,
         rows: usize,
         ffn: usize,
         mode: MatmulMode,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if !self.fuses(w, rows, ffn) {
-            self.silu_mul(gate_up, h, rows, ffn)?;
-            return self.matmul(w, h, out, rows, mode);
+            return Ok(false);
         }
-        self.gemv_fused("silu_mul_matmul", w, gate_up, out, mode, Fused::SiluMul)
+        self.gemv_fused("silu_mul_matmul", w, gate_up, out, mode, Fused::SiluMul)?;
+        Ok(true)
     }
 
     fn rope_store_kv(
