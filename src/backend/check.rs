@@ -174,6 +174,24 @@ pub fn rms_norm_args<B: ActBuffers + ?Sized>(
     Ok(([b.f32s(op, "x", x, len)?, b.f32s(op, "weight", weight, dim)?, b.f32s(op, "out", out, len)?], len))
 }
 
+/// `rope_store_kv` buffer arguments, after the cache was checked: `[qkv, inv_freq, q_out]` for the
+/// step's first `n` tokens.
+pub fn rope_store_kv_args<B: ActBuffers + ?Sized>(
+    b: &B,
+    qkv: BufId,
+    inv_freq: BufId,
+    q_out: BufId,
+    shape: &AttnShape,
+    n: usize,
+) -> Result<[B::Handle; 3]> {
+    let op = "rope_store_kv";
+    Ok([
+        b.f32s(op, "qkv", qkv, mul(op, n, shape.qkv_width())?)?,
+        b.f32s(op, "inv_freq", inv_freq, shape.head_dim / 2)?,
+        b.f32s(op, "q_out", q_out, mul(op, n, shape.q_width())?)?,
+    ])
+}
+
 /// `silu_mul` arguments: `[gate_up, out]` and the output element count `rows · ffn`.
 pub fn silu_mul_args<B: ActBuffers + ?Sized>(
     b: &B,

@@ -618,9 +618,7 @@ impl Backend for WgpuBackend {
         distinct(op, qkv, q_out)?;
         distinct(op, inv_freq, q_out)?;
         let (spec, k, v) = self.kv_for(op, kv, layer, &shape, n)?;
-        let qb = self.f32s(op, "qkv", qkv, mul(op, n, shape.qkv_width())?)?;
-        let fb = self.f32s(op, "inv_freq", inv_freq, shape.head_dim / 2)?;
-        let ob = self.f32s(op, "q_out", q_out, mul(op, n, shape.q_width())?)?;
+        let [qb, fb, ob] = check::rope_store_kv_args(self, qkv, inv_freq, q_out, &shape, n)?;
         let elems = (shape.heads + shape.kv_heads) * shape.head_dim / 2 + shape.kv_width();
         let per_token = elems.div_ceil(kernels::ROPE_WG as usize);
         let p = [shape.heads, shape.kv_heads, shape.head_dim, spec.block_size, per_token].map(|v| v as u32);

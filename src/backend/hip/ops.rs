@@ -414,10 +414,7 @@ impl Backend for GpuBackend {
         distinct(op, inv_freq, q_out)?;
         let cache = self.kv_for(op, kv, layer, &shape, n)?;
         let (spec, (kc, vc)) = (cache.spec, cache.layers[layer]);
-        let (ql, qkv_len) = (mul(op, n, shape.q_width())?, mul(op, n, shape.qkv_width())?);
-        let xp = self.f32s(op, "qkv", qkv, qkv_len)?;
-        let fp = self.f32s(op, "inv_freq", inv_freq, shape.head_dim / 2)?;
-        let qp = self.f32s(op, "q_out", q_out, ql)?;
+        let [xp, fp, qp] = check::rope_store_kv_args(self, qkv, inv_freq, q_out, &shape, n)?;
         if n == 0 {
             return Ok(());
         }
