@@ -124,6 +124,7 @@ const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/lib/reduce_subgroup
 const REDUCE_WORKGROUP: &str = include_str!("../../../shaders/lib/reduce_workgroup.wgsl");
 const X_VEC4: &str = include_str!("../../../shaders/lib/x_vec4.wgsl");
 const X_SCALAR: &str = include_str!("../../../shaders/lib/x_scalar.wgsl");
+const X_UNITS: &str = include_str!("../../../shaders/lib/x_units.wgsl");
 const IN_PLAIN: &str = include_str!("../../../shaders/lib/in_plain.wgsl");
 const IN_NORM: &str = include_str!("../../../shaders/lib/in_norm.wgsl");
 const IN_SILU: &str = include_str!("../../../shaders/lib/in_silu.wgsl");
@@ -193,6 +194,7 @@ impl Kernel {
             Kernel::Gemv { dtype, x_vec4, input, .. } => {
                 s.push_str(&weight_lib(*dtype));
                 s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
+                s.push_str(X_UNITS);
                 s.push_str(
                     match input {
                         GemvInput::Plain => [IN_PLAIN, IN_UNSCALED].concat(),
@@ -205,6 +207,7 @@ impl Kernel {
             Kernel::Gemm { dtype, x_vec4 } => {
                 s.push_str(&weight_lib(*dtype));
                 s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
+                s.push_str(X_UNITS);
             }
             Kernel::Embed { dtype } => {
                 s.push_str(&weight_lib(*dtype));
