@@ -118,7 +118,7 @@ pub struct WgpuBackend {
     pipeline_list: Vec<wgpu::ComputePipeline>,
     pipeline_names: Vec<String>,
     /// Bind groups by (pipeline, buffers bound 1..).
-    bind_groups: HashMap<(usize, Vec<u32>), usize>,
+    bind_groups: HashMap<(usize, [u32; 7]), usize>,
     bind_group_list: Vec<wgpu::BindGroup>,
     params: u32,
     /// Parameter slots of the dispatches recorded since the last submit.
@@ -149,11 +149,6 @@ pub struct WgpuBackend {
 
 fn device_error(detail: impl Into<String>) -> BackendError {
     BackendError::Device { backend: "wgpu".into(), detail: detail.into() }
-}
-
-/// Parameter words of a dispatch (u32s and f32 bits), as the kernel's `Params` struct lays them out.
-fn words(v: &[u32]) -> Vec<u8> {
-    v.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
 fn u32_of(op: &'static str, v: usize) -> Result<u32> {

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::kernels::{Access, Kernel};
-use super::{Dispatch, SLOT, SLOTS, WgpuBackend, device_error, words};
+use super::{Dispatch, SLOT, SLOTS, WgpuBackend, device_error};
 use crate::backend::Result;
 use crate::backend::check::invalid;
 
@@ -110,7 +110,9 @@ impl WgpuBackend {
             self.flush()?;
         }
         let pipeline = self.pipeline(k)?;
-        let key = (pipeline, bufs.to_vec());
+        // Bindings beyond 0 never number more than 7: a fixed key, no allocation per dispatch.
+        let mut key = (pipeline, [u32::MAX; 7]);
+        key.1[..bufs.len()].copy_from_slice(bufs);
         let bind_group = match self.bind_groups.get(&key) {
             Some(&b) => b,
             None => {
@@ -141,9 +143,10 @@ impl WgpuBackend {
             }
         };
         let slot = self.slot_base + self.recorded.len() as u32;
-        let mut bytes = words(params);
-        bytes.resize(SLOT as usize, 0);
-        self.param_bytes.extend_from_slice(&bytes);
+        // The slot: the parameter words, zero-padded to SLOT bytes.
+        let start = self.param_bytes.len();
+        self.param_bytes.extend(params.iter().flat_map(|w| w.to_le_bytes()));
+        self.param_bytes.resize(start + SLOT as usize, 0);
         self.recorded.push(Dispatch { pipeline, bind_group, slot, grid });
         Ok(())
     }
