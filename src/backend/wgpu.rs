@@ -164,7 +164,8 @@ impl WgpuBackend {
     /// As [`WgpuBackend::new`], with [`WgpuOptions`] (for tests: smaller chunks, no subgroups).
     pub fn with_options(device: usize, opts: WgpuOptions) -> Result<WgpuBackend> {
         let max_binding = opts.max_chunk_bytes;
-        let profiling = std::env::var("PRISM_PROFILE").as_deref() == Ok("1");
+        let profile = std::env::var("PRISM_PROFILE").unwrap_or_default();
+        let profiling = profile == "1";
         let mut gpu = device::open(device, profiling)?;
         gpu.subgroups &= opts.subgroups;
         let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
@@ -199,9 +200,7 @@ impl WgpuBackend {
                 .and_then(|v| v.parse().ok())
                 .filter(|&n: &usize| n > 0)
                 .unwrap_or(SUBMIT_EVERY),
-            host: profile::HostTimes::new(
-                std::env::var("PRISM_PROFILE").is_ok_and(|v| v == "1" || v == "host"),
-            ),
+            host: profile::HostTimes::new(profiling || profile == "host"),
         };
         if profiling {
             b.profiler = profile::Profiler::new(&b.gpu, 2048);
