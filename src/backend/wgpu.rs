@@ -17,7 +17,7 @@ mod weights;
 use std::collections::HashMap;
 
 use self::device::Gpu;
-use self::kernels::{Access, GEMV_BATCH_TOKENS, Kernel};
+use self::kernels::{Access, FUSED_INPUT_MAX_TOKENS, Kernel};
 use self::weights::RowLayout;
 use super::check::{self, ActBuffers, distinct, invalid, mul};
 use super::{
@@ -566,7 +566,7 @@ impl Backend for WgpuBackend {
         dim: usize,
         mode: MatmulMode,
     ) -> Result<bool> {
-        if rows > GEMV_BATCH_TOKENS {
+        if rows > FUSED_INPUT_MAX_TOKENS {
             return Ok(false);
         }
         let cols = self.weight("norm_matmul", w)?.cols;
@@ -587,7 +587,7 @@ impl Backend for WgpuBackend {
         ffn: usize,
         mode: MatmulMode,
     ) -> Result<bool> {
-        if rows > GEMV_BATCH_TOKENS {
+        if rows > FUSED_INPUT_MAX_TOKENS {
             return Ok(false);
         }
         let cols = self.weight("silu_mul_matmul", w)?.cols;

@@ -64,7 +64,11 @@ pub fn describe(a: &wgpu::Adapter) -> String {
         info.backend,
         info.device_type,
         yes(f.contains(wgpu::Features::SHADER_F16)),
-        yes(f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)),
+        match (f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX), coop16_support(a)) {
+            (true, true) => "yes (16×16×16 f16)",
+            (true, false) => "yes (no 16×16×16 f16 with subgroups of 32: unused)",
+            (false, _) => "no",
+        },
         l.max_storage_buffer_binding_size >> 20,
     )
 }
@@ -92,6 +96,9 @@ pub struct Gpu {
     pub subgroups: bool,
     /// Smallest subgroup the device may run a kernel with (when it has subgroups).
     pub subgroup_min: u32,
+    /// Cooperative matrices of 16×16×16 f16 × f16 + f32 with subgroups of exactly 32 (the
+    /// `gemm_coop` kernel runs).
+    pub coop16: bool,
     pub features: wgpu::Features,
     pub limits: wgpu::Limits,
     /// Errors the device reported outside an explicit check (validation, out of memory), oldest
@@ -99,6 +106,22 @@ pub struct Gpu {
     pub errors: Arc<Mutex<Vec<wgpu::Error>>>,
     /// Why the device was lost, once it is.
     pub lost: Arc<Mutex<Option<String>>>,
+}
+
+/// Whether the adapter runs `gemm_coop`: 16×16×16 cooperative matrices of f16 with f32 accumulators,
+/// f16 and subgroups of exactly 32 invocations.
+fn coop16_support(adapter: &wgpu::Adapter) -> bool {
+    let need = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        | wgpu::Features::SHADER_F16
+        | wgpu::Features::SUBGROUP;
+    let info = adapter.get_info();
+    adapter.features().contains(need)
+        && info.subgroup_min_size == 32
+        && info.subgroup_max_size == 32
+        && adapter.cooperative_matrix_properties().iter().any(|c| {
+            use wgpu::CooperativeScalarType::{F16, F32};
+            (c.m_size, c.n_size, c.k_size) == (16, 16, 16) && c.ab_type == F16 && c.cr_type == F32
+        })
 }
 
 /// Opens adapter `index` of [`adapters`] with its own limits and the optional features the kernels
@@ -116,6 +139,11 @@ pub fn open(index: usize, timestamps: bool) -> Result<Gpu> {
     let description = describe(&adapter);
     let subgroup_min = adapter.get_info().subgroup_min_size.max(1);
     let mut wanted = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
+    // `PRISM_WGPU_COOP=0` keeps the kernel off (for comparisons).
+    let coop = coop16_support(&adapter) && std::env::var("PRISM_WGPU_COOP").map_or(true, |v| v != "0");
+    if coop {
+        wanted |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+    }
     if timestamps {
         wanted |= wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
     }
@@ -125,6 +153,14 @@ pub fn open(index: usize, timestamps: bool) -> Result<Gpu> {
         label: Some("prism"),
         required_features: features,
         required_limits: limits.clone(),
+        // SAFETY: the one experimental feature requested is cooperative matrices, used only by
+        // the `gemm_coop` kernel, whose configuration (16×16×16, f16 × f16 + f32, subgroups of 32)
+        // `coop16_support` found among the adapter's own.
+        experimental_features: if coop {
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        },
         ..Default::default()
     };
     let (device, queue) = pollster::block_on(adapter.request_device(&desc))
@@ -149,6 +185,7 @@ pub fn open(index: usize, timestamps: bool) -> Result<Gpu> {
         description,
         subgroups: features.contains(wgpu::Features::SUBGROUP),
         subgroup_min,
+        coop16: coop && features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
         features,
         limits,
         errors,

@@ -34,6 +34,19 @@ pub fn gemv_shape() -> (u32, u32) {
         (env("PRISM_GEMV_WG", &[64, 128, 256], 128), env("PRISM_GEMV_ROWS", &[1, 2], 2))
     })
 }
+/// Most rows a fused input op (RMS norm, SwiGLU) is folded into the gemv for: with more, every
+/// workgroup would redo the input op for all of them; a separate pass once is cheaper.
+pub const FUSED_INPUT_MAX_TOKENS: usize = 1;
+/// Tokens of one `gemm_coop` tile.
+pub const COOP_TOKENS: usize = 32;
+/// Rows from which a matmul runs on the cooperative-matrix kernel (where the adapter has it);
+/// `PRISM_COOP_MIN` overrides it (tuning runs).
+pub fn coop_min_tokens() -> usize {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var("PRISM_COOP_MIN").ok().and_then(|v| v.parse().ok()).filter(|&v| v >= 2).unwrap_or(9)
+    })
+}
 /// Invocations of a gemv team (one weight row at a time) without subgroups.
 pub const GEMV_TEAM: u32 = 32;
 /// Invocations of an rms_norm workgroup (one row each).
@@ -66,6 +79,12 @@ pub enum Kernel {
     },
     /// Tiled matrix product.
     Gemm {
+        dtype: DType,
+        x_vec4: bool,
+    },
+    /// Matrix product on cooperative matrices (f16 × f16 + f32 tiles of 16); adapters with
+    /// [`wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX`] and subgroups of 32 only.
+    GemmCoop {
         dtype: DType,
         x_vec4: bool,
     },
@@ -145,6 +164,9 @@ impl Kernel {
             Kernel::Gemm { dtype, x_vec4 } => {
                 format!("gemm_{}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
             }
+            Kernel::GemmCoop { dtype, x_vec4 } => {
+                format!("gemm_coop_{}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
+            }
             Kernel::Embed { dtype } => format!("embed_{}", dtype.name()),
             other => format!("{other:?}").to_lowercase(),
         }
@@ -159,6 +181,7 @@ impl Kernel {
         match self {
             Kernel::Gemv { .. } => include_str!("../../../shaders/gemv.wgsl"),
             Kernel::Gemm { .. } => include_str!("../../../shaders/gemm.wgsl"),
+            Kernel::GemmCoop { .. } => include_str!("../../../shaders/gemm_coop.wgsl"),
             Kernel::Embed { .. } => include_str!("../../../shaders/embed.wgsl"),
             Kernel::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl"),
             Kernel::SiluMul => include_str!("../../../shaders/silu_mul.wgsl"),
@@ -184,6 +207,9 @@ impl Kernel {
     /// The complete WGSL module of this variant; `subgroups` picks subgroup reductions.
     pub fn source(&self, subgroups: bool) -> String {
         let mut s = String::new();
+        if matches!(self, Kernel::GemmCoop { .. }) {
+            s.push_str("enable f16;\nenable wgpu_cooperative_matrix;\n");
+        }
         let sg = subgroups && self.reduces();
         if self.reduces() {
             let wg = if matches!(self, Kernel::RmsNorm) { NORM_WG } else { gemv_shape().0 };
@@ -204,7 +230,7 @@ impl Kernel {
                     .as_str(),
                 );
             }
-            Kernel::Gemm { dtype, x_vec4 } => {
+            Kernel::Gemm { dtype, x_vec4 } | Kernel::GemmCoop { dtype, x_vec4 } => {
                 s.push_str(&weight_lib(*dtype));
                 s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
                 s.push_str(X_UNITS);
@@ -243,7 +269,9 @@ impl Kernel {
         use Access::{Read as R, ReadWrite as W};
         match self {
             Kernel::Gemv { input: GemvInput::Norm, .. } => &[(1, R), (2, R), (3, R), (4, R), (5, W), (6, R)],
-            Kernel::Gemv { .. } | Kernel::Gemm { .. } => &[(1, R), (2, R), (3, R), (4, R), (5, W)],
+            Kernel::Gemv { .. } | Kernel::Gemm { .. } | Kernel::GemmCoop { .. } => {
+                &[(1, R), (2, R), (3, R), (4, R), (5, W)]
+            }
             Kernel::Embed { .. } => &[(1, R), (2, R), (3, R), (5, W)],
             Kernel::RmsNorm => &[(1, R), (2, R), (3, W)],
             Kernel::SiluMul | Kernel::Add | Kernel::Copy | Kernel::ArgmaxPartial => &[(1, R), (2, W)],
@@ -266,6 +294,7 @@ impl Kernel {
                     }
                 }
                 v.push(Kernel::Gemm { dtype, x_vec4 });
+                v.push(Kernel::GemmCoop { dtype, x_vec4 });
             }
             v.push(Kernel::Embed { dtype });
         }

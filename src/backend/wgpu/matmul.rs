@@ -1,15 +1,39 @@
 //! Matrix products on the wgpu backend: gemvs (up to 8 tokens per dispatch, the input op folded in)
-//! for decode and batched decode, the tiled GEMM beyond.
+//! for decode and batched decode, the cooperative-matrix kernel where the adapter has one, the tiled
+//! f32 GEMM beyond.
 
 use super::kernels::{self, GEMM_TILE, GEMV_BATCH_TOKENS, GEMV_MAX_TOKENS, GemvInput, Kernel};
 use super::{Input, WgpuBackend, u32_of};
 use crate::backend::check::{ActBuffers, distinct, invalid, mul};
-use crate::backend::{BufId, MatmulMode, Result, WeightId};
+use crate::backend::{BufId, DType, MatmulMode, Result, WeightId};
+
+/// Which kernel a matrix product runs as.
+enum Path {
+    /// Gemvs of up to [`GEMV_MAX_TOKENS`] tokens (the input op may be folded in).
+    Gemv,
+    /// The cooperative-matrix kernel.
+    Coop,
+    /// The tiled f32 GEMM.
+    Tiled,
+}
+
+/// K slices per `gemm_coop` workgroup: whole rows (1) when there are enough workgroups to fill a large
+/// GPU, else 2 or 4 slices, which make 2 or 4 times as many workgroups of fewer rows.
+fn coop_ksplit(rows: usize, token_tiles: usize) -> usize {
+    if let Some(k) = std::env::var("PRISM_COOP_KSPLIT").ok().and_then(|v| v.parse().ok()) {
+        if [1, 2, 4].contains(&k) {
+            return k;
+        }
+    }
+    const BUSY: usize = 256;
+    [1, 2].into_iter().find(|k| rows.div_ceil(64 / k) * token_tiles >= BUSY).unwrap_or(4)
+}
 
 impl WgpuBackend {
-    /// `out (+)= input(x) · Wᵀ + bias`: gemvs (with the input folded in) for up to
-    /// [`GEMV_BATCH_TOKENS`] rows, else the tiled GEMM (plain inputs only: the fused ops run their
-    /// input op first for many rows).
+    /// `out (+)= input(x) · Wᵀ + bias`: the cooperative-matrix kernel from
+    /// [`kernels::coop_min_tokens`] rows where the adapter has it, else gemvs (with the input folded
+    /// in) for up to [`GEMV_BATCH_TOKENS`] rows, else the tiled GEMM. Fused input ops come with one
+    /// row only (see [`kernels::FUSED_INPUT_MAX_TOKENS`]).
     pub(super) fn matmul_input(
         &mut self,
         w: WeightId,
@@ -37,6 +61,14 @@ impl WgpuBackend {
         let chunks: Vec<(usize, usize, u32, u32)> =
             wt.chunks.iter().map(|c| (c.row0, c.rows, c.q, c.s)).collect();
         let bias_buf = bias.unwrap_or(self.dummy);
+        // f32 weights keep f32 arithmetic (the cooperative kernel rounds its operands to f16).
+        let path = if self.gpu.coop16 && dtype != DType::F32 && rows >= kernels::coop_min_tokens() {
+            Path::Coop
+        } else if rows <= GEMV_BATCH_TOKENS {
+            Path::Gemv
+        } else {
+            Path::Tiled
+        };
         // Rows per gemv workgroup: GEMV_TEAM_ROWS per team when teams are as small as the device
         // allows (larger teams take several rounds).
         let team = if self.gpu.subgroups { self.gpu.subgroup_min } else { kernels::GEMV_TEAM };
@@ -46,7 +78,7 @@ impl WgpuBackend {
             let mut bufs = vec![q, s, bias_buf, xb, ob];
             let common = [crow, cols, units, row0, wrows].map(|v| v as u32);
             let p = [&common[..], &[accumulate, bias.is_some() as u32]].concat();
-            if rows <= GEMV_BATCH_TOKENS {
+            if matches!(path, Path::Gemv) {
                 let (kind, eps) = match input {
                     Input::Plain => (GemvInput::Plain, 0.0f32),
                     Input::Norm(nb, eps) => {
@@ -62,20 +94,29 @@ impl WgpuBackend {
                     let p = [&p[..], &[eps.to_bits(), rows_per_wg as u32, t0 as u32]].concat();
                     self.dispatch(k, &bufs, &p, crow.div_ceil(rows_per_wg) as u64, true)?;
                 }
-            } else {
-                let grid = (crow.div_ceil(GEMM_TILE as usize), rows.div_ceil(GEMM_TILE as usize));
-                let max = self.gpu.limits.max_compute_workgroups_per_dimension as usize;
-                if grid.0 > max || grid.1 > max {
-                    return Err(invalid(op, format!("{rows} tokens × {crow} rows exceed the device's grid")));
-                }
-                let p = [&p[..], &[rows as u32]].concat();
-                self.dispatch_grid(
-                    Kernel::Gemm { dtype, x_vec4 },
-                    &bufs,
-                    &p,
-                    (grid.0 as u32, grid.1 as u32),
-                )?;
+                continue;
             }
+            if !matches!(input, Input::Plain) {
+                return Err(invalid(op, format!("a fused input op over {rows} rows (gemvs only)")));
+            }
+            let (kernel, grid, p) = match path {
+                Path::Coop => {
+                    let tiles = rows.div_ceil(kernels::COOP_TOKENS);
+                    let ksplit = coop_ksplit(crow, tiles);
+                    let grid = (crow.div_ceil(64 / ksplit), tiles);
+                    (Kernel::GemmCoop { dtype, x_vec4 }, grid, [&p[..], &[rows as u32, ksplit as u32]].concat())
+                }
+                _ => {
+                    let tile = GEMM_TILE as usize;
+                    let grid = (crow.div_ceil(tile), rows.div_ceil(tile));
+                    (Kernel::Gemm { dtype, x_vec4 }, grid, [&p[..], &[rows as u32]].concat())
+                }
+            };
+            let max = self.gpu.limits.max_compute_workgroups_per_dimension as usize;
+            if grid.0 > max || grid.1 > max {
+                return Err(invalid(op, format!("{rows} tokens × {crow} rows exceed the device's grid")));
+            }
+            self.dispatch_grid(kernel, &bufs, &p, (grid.0 as u32, grid.1 as u32))?;
         }
         Ok(())
     }
