@@ -109,13 +109,15 @@ pub struct Gpu {
 }
 
 /// Whether the adapter runs `gemm_coop`: 16×16×16 cooperative matrices of f16 with f32 accumulators,
-/// f16 and subgroups of exactly 32 invocations.
+/// f16, subgroups of exactly 32 invocations and 32 KiB of workgroup memory.
 fn coop16_support(adapter: &wgpu::Adapter) -> bool {
     let need = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
         | wgpu::Features::SHADER_F16
         | wgpu::Features::SUBGROUP;
     let info = adapter.get_info();
+    // gemm_coop keeps 32 KiB of tiles in workgroup memory.
     adapter.features().contains(need)
+        && adapter.limits().max_compute_workgroup_storage_size >= 32 << 10
         && info.subgroup_min_size == 32
         && info.subgroup_max_size == 32
         && adapter.cooperative_matrix_properties().iter().any(|c| {

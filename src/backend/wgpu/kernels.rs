@@ -39,6 +39,8 @@ pub fn gemv_shape() -> (u32, u32) {
 pub const FUSED_INPUT_MAX_TOKENS: usize = 1;
 /// Tokens of one `gemm_coop` tile.
 pub const COOP_TOKENS: usize = 32;
+/// K slices per `gemm_coop` workgroup, one variant each.
+pub const COOP_KSPLITS: [u32; 3] = [1, 2, 4];
 /// Rows from which a matmul runs on the cooperative-matrix kernel (where the adapter has it);
 /// `PRISM_COOP_MIN` overrides it (tuning runs).
 pub fn coop_min_tokens() -> usize {
@@ -87,6 +89,8 @@ pub enum Kernel {
     GemmCoop {
         dtype: DType,
         x_vec4: bool,
+        /// K slices per workgroup (1, 2 or 4; see `gemm_coop.wgsl`).
+        ksplit: u32,
     },
     Embed {
         dtype: DType,
@@ -138,6 +142,22 @@ fn weight_lib_single(dtype: DType) -> &'static str {
     }
 }
 
+/// `gemm_coop`'s staging written out straight-line for `ksplit` slices: per invocation and step,
+/// `4·ksplit` activation vec4s and 8 weight vec4s (128 invocations).
+fn coop_staging(src: String, ksplit: u32) -> String {
+    let regs = [("x", 4 * ksplit), ("w", 8)];
+    let lines = |f: &dyn Fn(&str, u32) -> String| {
+        regs.iter()
+            .flat_map(|&(k, n)| (0..n).map(move |i| (k, i)))
+            .map(|(k, i)| f(k, i))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    src.replace("@REGS@", &lines(&|k, i| format!("var {k}v{i} = vec4<f32>();")))
+        .replace("@FETCH@", &lines(&|k, i| format!("{k}v{i} = fetch_{k}(tile, lid + {}u, j);", i * 128)))
+        .replace("@PUT@", &lines(&|k, i| format!("put_{k}(lid + {}u, {k}v{i});", i * 128)))
+}
+
 const STEP_LIB: &str = include_str!("../../../shaders/lib/step.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("../../../shaders/lib/reduce_subgroup.wgsl");
 const REDUCE_WORKGROUP: &str = include_str!("../../../shaders/lib/reduce_workgroup.wgsl");
@@ -164,8 +184,8 @@ impl Kernel {
             Kernel::Gemm { dtype, x_vec4 } => {
                 format!("gemm_{}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
             }
-            Kernel::GemmCoop { dtype, x_vec4 } => {
-                format!("gemm_coop_{}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
+            Kernel::GemmCoop { dtype, x_vec4, ksplit } => {
+                format!("gemm_coop_{}{}_k{ksplit}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
             }
             Kernel::Embed { dtype } => format!("embed_{}", dtype.name()),
             other => format!("{other:?}").to_lowercase(),
@@ -230,7 +250,7 @@ impl Kernel {
                     .as_str(),
                 );
             }
-            Kernel::Gemm { dtype, x_vec4 } | Kernel::GemmCoop { dtype, x_vec4 } => {
+            Kernel::Gemm { dtype, x_vec4 } | Kernel::GemmCoop { dtype, x_vec4, .. } => {
                 s.push_str(&weight_lib(*dtype));
                 s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
                 s.push_str(X_UNITS);
@@ -244,7 +264,13 @@ impl Kernel {
             }
             _ => {}
         }
+        if let Kernel::GemmCoop { ksplit, .. } = self {
+            s.push_str(&format!("const KS: u32 = {ksplit}u;\n"));
+        }
         s.push_str(self.file());
+        if let Kernel::GemmCoop { ksplit, .. } = self {
+            s = coop_staging(s, *ksplit);
+        }
         let (params, args) = if sg {
             (
                 ", @builtin(subgroup_id) sg_id: u32, @builtin(num_subgroups) n_sg: u32, \
@@ -294,7 +320,9 @@ impl Kernel {
                     }
                 }
                 v.push(Kernel::Gemm { dtype, x_vec4 });
-                v.push(Kernel::GemmCoop { dtype, x_vec4 });
+                for ksplit in COOP_KSPLITS {
+                    v.push(Kernel::GemmCoop { dtype, x_vec4, ksplit });
+                }
             }
             v.push(Kernel::Embed { dtype });
         }

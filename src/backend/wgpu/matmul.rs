@@ -19,14 +19,14 @@ enum Path {
 
 /// K slices per `gemm_coop` workgroup: whole rows (1) when there are enough workgroups to fill a large
 /// GPU, else 2 or 4 slices, which make 2 or 4 times as many workgroups of fewer rows.
-fn coop_ksplit(rows: usize, token_tiles: usize) -> usize {
+fn coop_ksplit(rows: usize, token_tiles: usize) -> u32 {
     if let Some(k) = std::env::var("PRISM_COOP_KSPLIT").ok().and_then(|v| v.parse().ok()) {
-        if [1, 2, 4].contains(&k) {
+        if kernels::COOP_KSPLITS.contains(&k) {
             return k;
         }
     }
     const BUSY: usize = 256;
-    [1, 2].into_iter().find(|k| rows.div_ceil(64 / k) * token_tiles >= BUSY).unwrap_or(4)
+    [1, 2].into_iter().find(|&k| rows.div_ceil(64 / k as usize) * token_tiles >= BUSY).unwrap_or(4)
 }
 
 impl WgpuBackend {
@@ -103,8 +103,8 @@ impl WgpuBackend {
                 Path::Coop => {
                     let tiles = rows.div_ceil(kernels::COOP_TOKENS);
                     let ksplit = coop_ksplit(crow, tiles);
-                    let grid = (crow.div_ceil(64 / ksplit), tiles);
-                    (Kernel::GemmCoop { dtype, x_vec4 }, grid, [&p[..], &[rows as u32, ksplit as u32]].concat())
+                    let grid = (crow.div_ceil(64 / ksplit as usize), tiles);
+                    (Kernel::GemmCoop { dtype, x_vec4, ksplit }, grid, [&p[..], &[rows as u32]].concat())
                 }
                 _ => {
                     let tile = GEMM_TILE as usize;
