@@ -20,10 +20,9 @@ enum Path {
 /// K slices per `gemm_coop` workgroup: whole rows (1) when there are enough workgroups to fill a large
 /// GPU, else 2 or 4 slices, which make 2 or 4 times as many workgroups of fewer rows.
 fn coop_ksplit(rows: usize, token_tiles: usize) -> u32 {
-    if let Some(k) = std::env::var("PRISM_COOP_KSPLIT").ok().and_then(|v| v.parse().ok()) {
-        if kernels::COOP_KSPLITS.contains(&k) {
-            return k;
-        }
+    let forced = std::env::var("PRISM_COOP_KSPLIT").ok().and_then(|v| v.parse().ok());
+    if let Some(k) = forced.filter(|k| kernels::COOP_KSPLITS.contains(k)) {
+        return k;
     }
     const BUSY: usize = 256;
     [1, 2].into_iter().find(|&k| rows.div_ceil(64 / k as usize) * token_tiles >= BUSY).unwrap_or(4)
