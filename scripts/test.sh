@@ -45,7 +45,8 @@ if ! target/pyenv/bin/python -c "import openai" >/dev/null 2>&1; then
     fi
     mkdir -p target
     python3 -m venv target/pyenv
-    target/pyenv/bin/pip install --quiet "openai>=1.40,<4"
+    # `python -m pip`: some interpreters (pyenv builds) make venvs whose bin/ lacks the pip script.
+    target/pyenv/bin/python -m pip install --quiet "openai>=1.40,<4"
 fi
 export PRISM_REQUIRE_OPENAI_CLIENT=1
 
