@@ -1,12 +1,9 @@
 // The 4-bit formats' shared part (Q4_0, Q4_1): byte j of a block's 16 bytes holds element j in its low
 // and element j + 16 in its high nibble. The format's file in front of this one holds its scales.
 
-// The low (shift 0) or high (shift 4) nibbles of the four bytes of a word, as floats. Each nibble goes
-// into the mantissa of 2²³ and 2²³ is subtracted: exact, and without integer-to-float conversions,
-// which run at a quarter of the float rate on NVIDIA and bounded the quantized gemvs.
+// The low (shift 0) or high (shift 4) nibbles of the four bytes of a word.
 fn nib4(w: u32, shift: u32) -> vec4<f32> {
-    let q = (vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) >> vec4<u32>(shift)) & vec4<u32>(15u);
-    return bitcast<vec4<f32>>(q | vec4<u32>(0x4B000000u)) - vec4<f32>(8388608.0);
+    return vec4<f32>((vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) >> vec4<u32>(shift)) & vec4<u32>(15u));
 }
 
 // The 32 values nibble·d + m of block word `q`.

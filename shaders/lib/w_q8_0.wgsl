@@ -3,12 +3,10 @@
 @group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> ws: array<u32>;
 
-// Four signed bytes of a word as f32: each byte, offset by 128 (flipping its top bit), goes into the
-// mantissa of 2²³, and 2²³ + 128 is subtracted (exact, no integer-to-float conversion: see nib4 in
-// w_nibbles.wgsl).
+// Four signed bytes of a word as f32.
 fn i8x4(w: u32) -> vec4<f32> {
-    let q = (vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(255u)) ^ vec4<u32>(128u);
-    return bitcast<vec4<f32>>(q | vec4<u32>(0x4B000000u)) - vec4<f32>(8388736.0);
+    let v = bitcast<vec4<i32>>(vec4<u32>(w << 24u, w << 16u, w << 8u, w)) >> vec4<u32>(24u);
+    return vec4<f32>(v);
 }
 
 // The 32 weights of block `u` of weight row `row`; `upr` blocks per row.
