@@ -33,14 +33,12 @@ __device__ __forceinline__ float f16_to_f32(unsigned short b) {
 __device__ __forceinline__ unsigned short f32_to_f16(float f) {
     return __builtin_bit_cast(unsigned short, (_Float16)f);
 }
-// c + the sum of the products of the 4 signed bytes of a and b: v_dot4_i32_i8 on GCN5.1 / CDNA / RDNA2,
-// v_dot4_i32_iu8 (both operands signed) on RDNA3, and plain byte products elsewhere.
+// c + the sum of the products of the 4 signed bytes of a and b: v_dot4_i32_i8 on GCN5.1 / CDNA / RDNA2
+// (each of these compiled by hiprtc 5.2), plain byte products elsewhere (hiprtc 5.2 has no gfx11).
 __device__ __forceinline__ int dot4_i8(int a, int b, int c) {
 #if defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__) || defined(__gfx1030__) || \
     defined(__gfx1031__) || defined(__gfx1032__) || defined(__gfx1034__) || defined(__gfx1035__)
     return __builtin_amdgcn_sdot4(a, b, c, false);
-#elif defined(__gfx1100__) || defined(__gfx1101__) || defined(__gfx1102__) || defined(__gfx1103__)
-    return __builtin_amdgcn_sudot4(true, a, true, b, c, false);
 #else
     return c + (int)(signed char)a * (int)(signed char)b +
            (int)(signed char)(a >> 8) * (int)(signed char)(b >> 8) +
