@@ -12,6 +12,7 @@ typedef unsigned int u32;
 struct alignas(16) u32x4 { u32 x, y, z, w; };
 struct alignas(16) f32x4 { float x, y, z, w; };
 struct alignas(8) u32x2 { u32 x, y; };
+struct alignas(8) f32x2 { float x, y; };
 
 #define NEG_INF (-__int_as_float(0x7f800000))
 

@@ -18,6 +18,8 @@ __device__ __forceinline__ unsigned short f32_to_f16(float f) {
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(b) : "f"(f));
     return b;
 }
+// c + the sum of the products of the 4 signed bytes of a and b (dp4a, sm_61 and later).
+__device__ __forceinline__ int dot4_i8(int a, int b, int c) { return __dp4a(a, b, c); }
 #else
 // ---- AMD (HIP, hiprtc) ----------------------------------------------------------------------------
 // The wavefront is 64 lanes on CDNA/GCN and 32 on RDNA (wave32): the compiler says which.
@@ -30,5 +32,17 @@ __device__ __forceinline__ float f16_to_f32(unsigned short b) {
 }
 __device__ __forceinline__ unsigned short f32_to_f16(float f) {
     return __builtin_bit_cast(unsigned short, (_Float16)f);
+}
+// c + the sum of the products of the 4 signed bytes of a and b: v_dot4_i32_i8 on GCN5.1 / CDNA / RDNA2
+// (each of these compiled by hiprtc 5.2), plain byte products elsewhere (hiprtc 5.2 has no gfx11).
+__device__ __forceinline__ int dot4_i8(int a, int b, int c) {
+#if defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__) || defined(__gfx1030__) || \
+    defined(__gfx1031__) || defined(__gfx1032__) || defined(__gfx1034__) || defined(__gfx1035__)
+    return __builtin_amdgcn_sdot4(a, b, c, false);
+#else
+    return c + (int)(signed char)a * (int)(signed char)b +
+           (int)(signed char)(a >> 8) * (int)(signed char)(b >> 8) +
+           (int)(signed char)(a >> 16) * (int)(signed char)(b >> 16) + (a >> 24) * (b >> 24);
+#endif
 }
 #endif

@@ -143,6 +143,10 @@ pub struct GpuBackend {
     device: String,
     /// Threads per warp/wavefront the kernels are compiled for (grid sizing only).
     warp: u32,
+    /// Multiprocessors of the device (0 where the runtime does not say), and the blocks of BLOCK threads
+    /// of each kernel (by function index) that fit on the device at once (grid sizing only).
+    multiprocessors: u32,
+    resident: HashMap<usize, u32>,
     modules: HashMap<&'static str, Handle>,
     funcs: HashMap<String, Handle>,
     bufs: Vec<DBuf>,
@@ -230,6 +234,7 @@ impl GpuBackend {
             rt.version()
         );
         let graphs_on = rt.has_graphs();
+        let multiprocessors = rt.multiprocessors(dev).unwrap_or(0);
         Ok(GpuBackend {
             kind,
             rt,
@@ -241,6 +246,8 @@ impl GpuBackend {
             arch,
             device: device_desc,
             warp,
+            multiprocessors,
+            resident: HashMap::new(),
             modules: HashMap::new(),
             funcs: HashMap::new(),
             bufs: Vec::new(),

@@ -696,6 +696,20 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
             v.push(Box::new(Matmul::fused(next(), dtype, parts, cols, tokens, mode, !bias, !silu)));
         }
     }
+    // One-token gemvs at model widths: thousands of rows (several per GPU warp), rows longer than one
+    // pass of a warp, a width that ends inside a pass.
+    for (dtype, parts, cols, stage) in [
+        (DType::F16, &[2000, 100][..], 2048, Some(false)),
+        (DType::BF16, &[300][..], 4104, Some(true)),
+        (DType::F16, &[64][..], 8192, Some(true)),
+        (DType::F16, &[700][..], 1536, None),
+    ] {
+        let mode = MatmulMode::Accumulate;
+        v.push(match stage {
+            None => Box::new(Matmul::new(next(), dtype, parts, cols, 1, mode, true)),
+            Some(silu) => Box::new(Matmul::fused(next(), dtype, parts, cols, 1, mode, false, silu)),
+        });
+    }
     for dtype in dtypes {
         for dim in [1, 33, 257] {
             v.push(Box::new(Embed::new(next(), dtype, &[20, 17], dim)));

@@ -71,5 +71,21 @@ pub fn quant_cases(next: &mut impl FnMut() -> u64) -> Vec<Box<dyn OpCase>> {
             v.push(Box::new(Embed::new(next(), dtype, &[20, 17], dim)));
         }
     }
+    // One-token gemvs at model widths: thousands of rows (several per GPU warp), rows longer than one
+    // pass of a warp, widths that end inside a pass; input as it is, normalized, SwiGLU.
+    let (over, acc) = (MatmulMode::Overwrite, MatmulMode::Accumulate);
+    for (dtype, parts, cols, mode, stage) in [
+        (DType::Q8_0, &[9000][..], 64, over, Some(false)),
+        (DType::Q8_0, &[513][..], 2080, acc, Some(true)),
+        (DType::Q4_0, &[300][..], 4128, acc, None),
+        (DType::Q4_0, &[2100][..], 576, over, Some(false)),
+        (DType::Q4_1, &[40, 24][..], 8192, acc, Some(true)),
+        (DType::Q4_1, &[100][..], 1056, over, None),
+    ] {
+        v.push(match stage {
+            None => Box::new(Matmul::new(next(), dtype, parts, cols, 1, mode, true)),
+            Some(silu) => Box::new(Matmul::fused(next(), dtype, parts, cols, 1, mode, true, silu)),
+        });
+    }
     v
 }

@@ -234,6 +234,8 @@ pub struct Runtime {
     graph_launch: Option<unsafe extern "C" fn(Handle, Handle) -> Res>,
     graph_exec_destroy: Option<unsafe extern "C" fn(Handle) -> Res>,
     graph_destroy: Option<unsafe extern "C" fn(Handle) -> Res>,
+    // Resident blocks of a kernel per multiprocessor (grid sizing only).
+    occupancy: Option<unsafe extern "C" fn(*mut i32, Handle, i32, usize) -> Res>,
     _lib: &'static Library,
 }
 
@@ -290,6 +292,13 @@ impl Runtime {
             graph_launch: opt_sym(l, &n("cuGraphLaunch", "hipGraphLaunch")),
             graph_exec_destroy: opt_sym(l, &n("cuGraphExecDestroy", "hipGraphExecDestroy")),
             graph_destroy: opt_sym(l, &n("cuGraphDestroy", "hipGraphDestroy")),
+            occupancy: opt_sym(
+                l,
+                &n(
+                    "cuOccupancyMaxActiveBlocksPerMultiprocessor",
+                    "hipModuleOccupancyMaxActiveBlocksPerMultiprocessor",
+                ),
+            ),
             _lib: lib,
         };
         // SAFETY: plain C call.
@@ -378,6 +387,25 @@ impl Runtime {
                 Ok(name)
             }
         }
+    }
+
+    /// Multiprocessors (NVIDIA SMs, AMD compute units) of a device.
+    pub(crate) fn multiprocessors(&self, dev: i32) -> ApiResult<u32> {
+        // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT / hipDeviceAttributeMultiprocessorCount (ROCm 5+).
+        let attr = if self.vendor == Vendor::Nvidia { 16 } else { 63 };
+        let mut n = 0;
+        // SAFETY: writes one int.
+        self.check("device attribute", unsafe { (self.device_attr)(&mut n, attr, dev) })?;
+        u32::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| format!("{n} multiprocessors"))
+    }
+
+    /// How many blocks of `block` threads of kernel `f` fit on one multiprocessor at once.
+    pub(crate) fn occupancy(&self, f: Handle, block: u32) -> ApiResult<u32> {
+        let q = self.occupancy.ok_or("no occupancy query")?;
+        let mut n = 0;
+        // SAFETY: a loaded kernel; writes one int.
+        self.check("occupancy", unsafe { q(&mut n, f, block as i32, 0) })?;
+        u32::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| format!("{n} blocks per multiprocessor"))
     }
 
     /// The driver (CUDA) or runtime (HIP) version number.

@@ -28,10 +28,11 @@ macro_rules! sources {
 }
 
 /// Every kernel file.
-pub const SOURCES: [Source; 11] = sources!(
+pub const SOURCES: [Source; 12] = sources!(
     "embed",
     "rms_norm",
     "gemv",
+    "gemv_t1",
     "gemm_prep",
     "rope_store_kv",
     "attention",

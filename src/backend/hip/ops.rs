@@ -1,7 +1,7 @@
 //! The op set of the HIP/CUDA backend: argument checks (as the CPU backend makes them), then recorded
 //! kernel launches, copies and BLAS GEMMs.
 
-use super::api::GemmType;
+use super::api::{self, GemmType};
 use super::{Args, BLOCK, Cmd, DBuf, DKv, DWeight, GpuBackend, MAX_GEMV_TOKENS, Scratch, weights};
 use crate::backend::check::{self, ActBuffers, distinct, invalid, mul};
 use crate::backend::{
@@ -158,20 +158,36 @@ impl GpuBackend {
     }
 }
 
-/// The input stage a fused one-token gemv builds in shared memory (hip/gemv.hip `_norm_t1`, `_silu_t1`).
+/// The input stage a one-token gemv builds in shared memory (hip/gemv_t1.hip `_x`, `_norm`, `_silu`;
+/// hip/gemv.hip `_norm_t1`, `_silu_t1`).
 #[derive(Clone, Copy)]
 enum Fused {
+    /// x as it is.
+    Plain,
     /// rms_norm of x with the norm weight (device pointer) and eps.
     Norm(u64, f32),
     /// silu(gate) · up of x = gate|up.
     SiluMul,
 }
 
-/// Longest input row the fused gemv kernels hold in shared memory (MAX_XS in hip/gemv.hip).
+/// Longest input row the fused gemv kernels hold in shared memory (MAX_XS in hip/gemv.hip, MAXC in
+/// hip/gemv_t1.hip).
 const MAX_FUSED_COLS: usize = 8192;
-/// Most blocks of a fused gemv: about one wave on an H100 (7 blocks of 32 KiB shared memory on each of
-/// 132 SMs), so that each block builds the input row once and then takes many weight rows.
+/// Most blocks of a fused gemv where the runtime cannot say how many fit at once: about one wave on an
+/// H100 (7 blocks of 32 KiB shared memory on each of 132 SMs), so that each block builds the input row
+/// once and then takes many weight rows.
 const MAX_FUSED_BLOCKS: usize = 896;
+
+/// Whether hip/gemv_t1.hip has a one-token kernel for rows of `cols` of `layout` (16-byte units of whole
+/// weights, the input row in shared memory).
+fn has_t1(layout: DType, cols: usize) -> bool {
+    cols <= MAX_FUSED_COLS
+        && match layout {
+            DType::F16 | DType::BF16 => cols.is_multiple_of(8),
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => true,
+            _ => false,
+        }
+}
 
 impl GpuBackend {
     /// Whether norm_matmul / silu_mul_matmul of `rows` rows of `cols` take the fused gemv.
@@ -181,8 +197,26 @@ impl GpuBackend {
             && self.weights.get(w.0 as usize).is_some_and(|wt| wt.cols == cols && wt.rows > 0)
     }
 
-    /// `out[1, w.rows] (+)= pre(x) · Wᵀ + bias` in one kernel; `x` is `[cols]` (norm) or `[2·cols]`.
-    fn gemv_fused(
+    /// Blocks of a one-token gemv kernel `f` over `rows` weight rows (a warp each): at most as many as fit
+    /// on the device at once, so that each block builds its input row once and takes rows by grid stride.
+    fn t1_grid(&mut self, f: usize, rows: usize) -> u32 {
+        let wave = match self.resident.get(&f) {
+            Some(&n) => n as usize,
+            None => {
+                let n = match self.rt.occupancy(f as api::Handle, BLOCK) {
+                    Ok(per_mp) if self.multiprocessors > 0 => (per_mp * self.multiprocessors) as usize,
+                    _ => MAX_FUSED_BLOCKS,
+                };
+                self.resident.insert(f, n as u32);
+                n
+            }
+        };
+        rows.div_ceil((BLOCK / self.warp) as usize).clamp(1, wave) as u32
+    }
+
+    /// `out[1, w.rows] (+)= pre(x) · Wᵀ + bias` in one kernel; `x` is `[cols]` (plain, norm) or `[2·cols]`
+    /// (SwiGLU). hip/gemv_t1.hip where it has the layout and width, else hip/gemv.hip.
+    fn gemv_one(
         &mut self,
         op: &'static str,
         w: WeightId,
@@ -196,17 +230,28 @@ impl GpuBackend {
         let (wr, wc, layout, ptrs, bias) =
             (wt.rows, wt.cols, wt.layout, (wt.data, wt.scales, wt.mins), wt.bias);
         let (xl, stage, (norm, eps)) = match pre {
+            Fused::Plain => (wc, "x", (0, 0.0)),
             Fused::Norm(nb, eps) => (wc, "norm", (nb, eps)),
             Fused::SiluMul => (mul(op, 2, wc)?, "silu", (0, 0.0)),
         };
         let xp = self.f32s(op, "x", x, xl)?;
         let o = self.f32s(op, "out", out, wr)?;
         let acc = usize::from(mode == MatmulMode::Accumulate);
-        let name = format!("gemv_{}_{stage}_t1", layout_name(layout));
-        let grid = wr.div_ceil((BLOCK / self.warp) as usize).min(MAX_FUSED_BLOCKS) as u32;
         let args =
             Args::new().p(ptrs.0).p(ptrs.1).p(ptrs.2).p(bias).p(xp).p(o).i(wr).i(wc).i(acc).p(norm).f(eps);
-        self.launch("gemv", &name, [grid, 1, 1], BLOCK, args)
+        let (file, name) = if has_t1(layout, wc) {
+            ("gemv_t1", format!("gemv_t1_{}_{stage}", layout_name(layout)))
+        } else {
+            ("gemv", format!("gemv_{}_{stage}_t1", layout_name(layout)))
+        };
+        let f = self.func(file, &name)?;
+        let grid = if file == "gemv_t1" {
+            self.t1_grid(f, wr)
+        } else {
+            wr.div_ceil((BLOCK / self.warp) as usize).min(MAX_FUSED_BLOCKS) as u32
+        };
+        self.pending.push(Cmd::Launch { f, grid: [grid, 1, 1], block: BLOCK, args });
+        Ok(())
     }
 }
 
@@ -356,6 +401,9 @@ impl Backend for GpuBackend {
         if rows > MAX_GEMV_TOKENS {
             return self.gemm(w.0 as usize, xp, o, rows, mode);
         }
+        if rows == 1 && has_t1(layout, wc) {
+            return self.gemv_one(op, w, x, out, mode, Fused::Plain);
+        }
         let per_block = (BLOCK / self.warp) as usize;
         let acc = usize::from(mode == MatmulMode::Accumulate);
         let name = format!("gemv_{}{}", layout_name(layout), if rows == 1 { "_t1" } else { "" });
@@ -379,7 +427,7 @@ impl Backend for GpuBackend {
             return Ok(false);
         }
         let nb = self.f32s("norm_matmul", "norm", norm, dim)?;
-        self.gemv_fused("norm_matmul", w, x, out, mode, Fused::Norm(nb, eps))?;
+        self.gemv_one("norm_matmul", w, x, out, mode, Fused::Norm(nb, eps))?;
         Ok(true)
     }
 
@@ -395,7 +443,7 @@ impl Backend for GpuBackend {
         if !self.fuses(w, rows, ffn) {
             return Ok(false);
         }
-        self.gemv_fused("silu_mul_matmul", w, gate_up, out, mode, Fused::SiluMul)?;
+        self.gemv_one("silu_mul_matmul", w, gate_up, out, mode, Fused::SiluMul)?;
         Ok(true)
     }
 
