@@ -2,20 +2,8 @@
 // A workgroup computes a 64-token × 64-row tile; per step of 32 columns it dequantizes 64 weight
 // units and loads 64×32 activations into workgroup memory, then each invocation accumulates a 4×4
 // block of the tile (4 consecutive tokens × 4 consecutive rows: two vec4 reads of workgroup
-// memory per 16 multiply-adds). Included before this file: a weight format (`load_unit`) and `load_x4`.
-struct Params {
-    rows: u32,       // weight rows in this chunk
-    cols: u32,       // weight columns (= x row length)
-    upr: u32,        // units of 32 per weight row
-    row0: u32,       // first output column of this chunk
-    out_stride: u32, // output row length (all rows of the weight)
-    accumulate: u32, // 1: out += result
-    has_bias: u32,
-    tokens: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// memory per 16 multiply-adds). Included before this file: a weight format (`load_unit`), `load_x4` and
+// lib/gemm_io.wgsl (`Params`, `store_out`).
 
 const TM: u32 = 64u; // tokens per tile
 const TN: u32 = 64u; // weight rows per tile
@@ -65,15 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var j = 0u; j < 4u; j++) {
             let r = n0 + tn * 4u + j;
             if t < p.tokens && r < p.rows {
-                let o = t * p.out_stride + p.row0 + r;
-                var v = acc[i][j];
-                if p.has_bias != 0u {
-                    v += bias[p.row0 + r];
-                }
-                if p.accumulate != 0u {
-                    v += out[o];
-                }
-                out[o] = v;
+                store_out(t, r, acc[i][j]);
             }
         }
     }

@@ -9,20 +9,8 @@
 // placeholders become straight-line lists of variables and `fetch_*` / `put_*` calls written out by the
 // kernel builder (arrays indexed in loops would live in slow local memory). The slices' sums meet at the end.
 // Included before this file: `enable f16; enable wgpu_cooperative_matrix;` (directives come first), a
-// weight format (`load_w4`) and `load_x4`; `const KS` is set by the builder.
-struct Params {
-    rows: u32,       // weight rows in this chunk
-    cols: u32,       // weight columns (= x row length)
-    upr: u32,        // units of 32 per weight row
-    row0: u32,       // first output column of this chunk
-    out_stride: u32, // output row length (all rows of the weight)
-    accumulate: u32, // 1: out += result
-    has_bias: u32,
-    tokens: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// weight format (`load_w4`), `load_x4` and lib/gemm_io.wgsl (`Params`, `store_out`); `const KS` is set
+// by the builder.
 
 const TT: u32 = 32u; // tokens per tile
 const BK: u32 = 64u; // columns per step (two units)
@@ -123,14 +111,7 @@ fn main(
             for (var s = 0u; s < KS; s++) {
                 v += cs[(block * KS + s) * 512u + t * 16u + r];
             }
-            let o = (tile.t0 + t) * p.out_stride + p.row0 + row;
-            if p.has_bias != 0u {
-                v += bias[p.row0 + row];
-            }
-            if p.accumulate != 0u {
-                v += out[o];
-            }
-            out[o] = v;
+            store_out(tile.t0 + t, row, v);
         }
     }
 }

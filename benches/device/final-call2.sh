@@ -6,8 +6,8 @@ for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 P=/tmp/fin/bin; M=/tmp/peers/models
 date -u | tee $OUT/date.txt
-$P/prism bench -m $M/llama-1b-f16.gguf -m $M/llama-1b-q8_0.gguf -m $M/llama-1b-q4_0.gguf -m $M/smollm2-135m-f16.gguf \
-  --backend cuda,wgpu -p 512 -n 128 -b 1,8,32 -r 3 --ceilings --peer cuda:llama.cpp=/tmp/peers/llama.cpp-cuda/bin \
+$P/prism bench -m $M/llama-1b-f16.gguf -m $M/llama-1b-q8_0.gguf -m $M/llama-1b-q4_0.gguf -m $M/smollm2-135m-f16.gguf -m $M/smollm2-135m-q8_0.gguf -m $M/smollm2-135m-q4_0.gguf \
+  --backend cuda,wgpu -p 512 -n 128 -b 1 -r 3 --ceilings --peer cuda:llama.cpp=/tmp/peers/llama.cpp-cuda/bin \
   --csv $OUT/h100.csv --plot $OUT/h100-comparison.svg 2>$OUT/bench.err | tee $OUT/h100.md
 tail -3 $OUT/bench.err
 for m in f16 q8_0 q4_0; do

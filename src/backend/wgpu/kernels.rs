@@ -254,6 +254,7 @@ impl Kernel {
                 s.push_str(&weight_lib(*dtype));
                 s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
                 s.push_str(X_UNITS);
+                s.push_str(include_str!("../../../shaders/lib/gemm_io.wgsl"));
             }
             Kernel::Embed { dtype } => {
                 s.push_str(&weight_lib(*dtype));
