@@ -26,6 +26,18 @@ const MAX_GROUP: usize = 16;
 const MAX_QROW: usize = 2048;
 /// Threads (= positions per chunk) of the attention kernel.
 const ATTN_BLOCK: u32 = 128;
+/// Blocks decode attention aims at (split across the (token, kv head) pairs, up to 32 splits each);
+/// `PRISM_ATTN_BLOCKS` overrides it (tuning runs).
+fn decode_blocks() -> usize {
+    static BLOCKS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BLOCKS.get_or_init(|| {
+        std::env::var("PRISM_ATTN_BLOCKS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&v| v >= 1)
+            .unwrap_or(264)
+    })
+}
 /// Threads of the flash prefill kernel (hip/attention_prefill.hip), and the average run of tokens of
 /// one sequence from which a step goes to it.
 const PREFILL_BLOCK: u32 = 128;
@@ -524,7 +536,7 @@ impl Backend for GpuBackend {
         }
         // Flash-decoding: few (token, kv head) pairs get their positions split across many blocks.
         let pairs = n * shape.kv_heads;
-        let nsplit = if pairs >= 128 { 1 } else { (264 / pairs).clamp(1, 32) };
+        let nsplit = if pairs >= 128 { 1 } else { (decode_blocks() / pairs).clamp(1, 32) };
         let part = if nsplit > 1 {
             let floats = mul(op, mul(op, n * shape.heads, nsplit)?, shape.head_dim + 2)?;
             self.scratch(Scratch::Attn, floats * 4)?
