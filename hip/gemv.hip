@@ -1,7 +1,7 @@
 // gemv.hip: out[t, r] (+)= sum_k x[t, k] * W[r, k] + bias[r] for up to 8 tokens (decode), one warp per
 // weight row, 16-byte loads of the weight row; every weight layout. `_t1` kernels serve one token;
 // `_norm_t1` / `_silu_t1` fold rms_norm / silu·up into it (decode's norm_matmul, silu_mul_matmul).
-#include "common.h"
+#include "input_row.h"
 
 #define MAXT 8
 
@@ -189,93 +189,47 @@ __device__ __forceinline__ void row_q4_1(float* acc, const void* w, const u16* d
 #define GEMV_BOTH(name, elem) GEMV(name, 1, _t1) GEMV(name, MAXT, )
 FOR_EACH_LAYOUT(GEMV_BOTH)
 
-// Fused one-token variants: each block first builds the gemv's input row in shared memory (cols <= MAX_XS)
-// from what the separate op would have written: `_norm`: rms_norm(x) · norm (as rms_norm.hip), `_silu`:
-// silu(gate) · up of x = gate|up [2·cols] (as silu_mul.hip). A thread issues all its 16-byte loads of
-// the row before using them (one memory round trip per block), and the host launches at most one wave
-// of blocks, each taking many rows, so that the row is built once per block, not once per 8 rows.
-#define MAX_XS 8192
-#define PRE_NT 256                      // threads per block (the host's BLOCK)
-#define PRE_V (MAX_XS / 4 / PRE_NT)     // float4 per thread
+// Fused one-token variants: each block first builds the gemv's input row in shared memory (cols <=
+// ROW_MAXC) from what the separate op would have written (input_row.h: `_norm` rms_norm(x)·norm, `_silu`
+// silu(gate)·up of x = gate|up [2·cols]). The host launches at most one wave of blocks, each taking many
+// rows, so that the row is built once per block, not once per 8 rows. gemv_t1.hip serves the layouts and
+// widths it has; these take the rest (f32 weights, rows that are not whole 16-byte units).
 
-// xs[c] = norm[c] * (x[c] * inv), inv = 1 / sqrt(mean(x²) + eps).
-__device__ __forceinline__ void build_norm(float* xs, const float* x, const float* norm, int cols, float eps,
-                                           float* red) {
-    if (cols % 4 != 0) {  // rows that rule out 16-byte loads
+// xs = the stage's input row: float4 by float4 (input_row.h) where rows allow it, element by element else.
+template <int STAGE>
+__device__ __forceinline__ void build_row(float* xs, const float* x, const float* norm, int cols, float eps,
+                                          float* red) {
+    if (cols % 4 == 0) {
+        f32x4* xs4 = (f32x4*)xs;
+        build_input<STAGE>(x, norm, eps, cols, red, [&](int c, bool ok, f32x4 v) {
+            if (ok) xs4[c] = v;
+        });
+    } else if (STAGE == STAGE_NORM) {
         float ss = 0.0f;
-        for (int c = threadIdx.x; c < cols; c += PRE_NT) ss += x[c] * x[c];
+        for (int c = threadIdx.x; c < cols; c += ROW_NT) ss += x[c] * x[c];
         ss = block_sum(ss, red);
         const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
-        for (int c = threadIdx.x; c < cols; c += PRE_NT) xs[c] = norm[c] * (x[c] * inv);
-        return;
-    }
-    const f32x4* x4 = (const f32x4*)x;
-    const f32x4* n4 = (const f32x4*)norm;
-    f32x4 v[PRE_V];
-    float ss = 0.0f;
-#pragma unroll
-    for (int k = 0; k < PRE_V; k++) {
-        const int c = threadIdx.x + k * PRE_NT;
-        v[k] = c < cols / 4 ? x4[c] : f32x4{0.0f, 0.0f, 0.0f, 0.0f};
-    }
-#pragma unroll
-    for (int k = 0; k < PRE_V; k++) ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
-    ss = block_sum(ss, red);
-    const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
-    f32x4* xs4 = (f32x4*)xs;
-#pragma unroll
-    for (int k = 0; k < PRE_V; k++) {
-        const int c = threadIdx.x + k * PRE_NT;
-        if (c < cols / 4) {
-            const f32x4 g = n4[c];
-            xs4[c] = f32x4{g.x * (v[k].x * inv), g.y * (v[k].y * inv), g.z * (v[k].z * inv), g.w * (v[k].w * inv)};
-        }
-    }
-}
-
-__device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
-
-// xs[c] = silu(x[c]) * x[cols + c].
-__device__ __forceinline__ void build_silu(float* xs, const float* x, int cols) {
-    if (cols % 4 != 0) {
-        for (int c = threadIdx.x; c < cols; c += PRE_NT) xs[c] = silu_times(x[c], x[cols + c]);
-        return;
-    }
-    const f32x4* g4 = (const f32x4*)x;
-    const f32x4* u4 = (const f32x4*)(x + cols);
-    f32x4 g[PRE_V], u[PRE_V];
-#pragma unroll
-    for (int k = 0; k < PRE_V; k++) {
-        const int c = threadIdx.x + k * PRE_NT;
-        const bool in = c < cols / 4;
-        g[k] = in ? g4[c] : f32x4{0.0f, 0.0f, 0.0f, 0.0f};
-        u[k] = in ? u4[c] : f32x4{0.0f, 0.0f, 0.0f, 0.0f};
-    }
-    f32x4* xs4 = (f32x4*)xs;
-#pragma unroll
-    for (int k = 0; k < PRE_V; k++) {
-        const int c = threadIdx.x + k * PRE_NT;
-        if (c < cols / 4)
-            xs4[c] = f32x4{silu_times(g[k].x, u[k].x), silu_times(g[k].y, u[k].y), silu_times(g[k].z, u[k].z),
-                           silu_times(g[k].w, u[k].w)};
+        for (int c = threadIdx.x; c < cols; c += ROW_NT) xs[c] = norm[c] * (x[c] * inv);
+    } else {
+        for (int c = threadIdx.x; c < cols; c += ROW_NT) xs[c] = silu_times(x[c], x[cols + c]);
     }
 }
 
 #define GEMV_PRE(name, elem)                                                                                   \
-    extern "C" __global__ void __launch_bounds__(PRE_NT)                                                       \
+    extern "C" __global__ void __launch_bounds__(ROW_NT)                                                       \
     gemv_##name##_norm_t1(const void* w, const u16* d, const u16* m, const float* bias, const float* x,        \
                           float* out, int rows, int cols, int accumulate, const float* norm, float eps) {       \
-        __shared__ f32x4 xs4[MAX_XS / 4];                                                                     \
+        __shared__ f32x4 xs4[ROW_MAXC / 4];                                                                   \
         __shared__ float red[32];                                                                              \
-        build_norm((float*)xs4, x, norm, cols, eps, red);                                                      \
+        build_row<STAGE_NORM>((float*)xs4, x, norm, cols, eps, red);                                           \
         __syncthreads();                                                                                       \
         GEMV_ROWS(name, 1, (const float*)xs4, 1)                                                               \
     }                                                                                                          \
-    extern "C" __global__ void __launch_bounds__(PRE_NT)                                                       \
+    extern "C" __global__ void __launch_bounds__(ROW_NT)                                                       \
     gemv_##name##_silu_t1(const void* w, const u16* d, const u16* m, const float* bias, const float* x,        \
                           float* out, int rows, int cols, int accumulate, const float*, float) {                \
-        __shared__ f32x4 xs4[MAX_XS / 4];                                                                     \
-        build_silu((float*)xs4, x, cols);                                                                      \
+        __shared__ f32x4 xs4[ROW_MAXC / 4];                                                                   \
+        build_row<STAGE_SILU>((float*)xs4, x, nullptr, cols, 0.0f, nullptr);                                   \
         __syncthreads();                                                                                       \
         GEMV_ROWS(name, 1, (const float*)xs4, 1)                                                               \
     }

@@ -8,74 +8,11 @@
 // weights before that, so the two latencies overlap. Rows go one per warp by grid stride (the host
 // launches about one wave of blocks); a lane takes U 16-byte units of a row at a time and sends the loads
 // of its next units (of this row or its next row) before it sums the current ones.
-#include "common.h"
+#include "input_row.h"
 
-#define NT 256                 // threads per block (the host's BLOCK)
-#define MAXC 8192              // longest input row (the host's MAX_FUSED_COLS)
+#define NT ROW_NT              // threads per block (the host's BLOCK)
+#define MAXC ROW_MAXC          // longest input row (the host's MAX_FUSED_COLS)
 #define NB (MAXC / 32)         // most blocks of 32 in a row
-#define UNITS (MAXC / 4 / NT)  // float4 input units per thread
-#define STEP 4                 // float4 input units a thread loads at once (`_x`, `_silu`)
-
-enum { STAGE_X = 0, STAGE_NORM = 1, STAGE_SILU = 2 };
-
-__device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
-
-// ---- the input row ------------------------------------------------------------------------------------
-
-// Calls emit(c, ok, v) with float4 unit c of the input row (elements 4c..4c+3) for the units of this
-// thread (c = thread, thread + NT, ...), ok = false past the row. Units 8j..8j+7 (block j of 32) belong
-// to 8 consecutive lanes of one warp, which always call emit together.
-template <int STAGE, class Emit>
-__device__ __forceinline__ void build_input(const float* x, const float* norm, float eps, int cols, float* red,
-                                            Emit emit) {
-    const int n4 = cols / 4;
-    const f32x4* x4 = (const f32x4*)x;
-    const f32x4 zero = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (STAGE == STAGE_NORM) {
-        // v = x·norm (as the weights load with x), then ·inv once the sum of squares is known.
-        const f32x4* g4 = (const f32x4*)norm;
-        f32x4 v[UNITS];
-        float ss = 0.0f;
-#pragma unroll
-        for (int k = 0; k < UNITS; k++) {
-            const int c = threadIdx.x + k * NT;
-            const bool ok = c < n4;
-            const f32x4 a = ok ? x4[c] : zero, g = ok ? g4[c] : zero;
-            ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
-            v[k] = f32x4{g.x * a.x, g.y * a.y, g.z * a.z, g.w * a.w};
-        }
-        ss = block_sum(ss, red);
-        const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
-#pragma unroll
-        for (int k = 0; k < UNITS; k++) {
-            if (k * NT >= n4) break;
-            const int c = threadIdx.x + k * NT;
-            emit(c, c < n4, f32x4{v[k].x * inv, v[k].y * inv, v[k].z * inv, v[k].w * inv});
-        }
-        return;
-    }
-#pragma unroll
-    for (int k0 = 0; k0 < UNITS; k0 += STEP) {
-        if (k0 * NT >= n4) break;
-        f32x4 a[STEP], b[STEP];
-#pragma unroll
-        for (int k = 0; k < STEP; k++) {
-            const int c = threadIdx.x + (k0 + k) * NT;
-            const bool ok = c < n4;
-            a[k] = ok ? x4[c] : zero;
-            if (STAGE == STAGE_SILU) b[k] = ok ? x4[n4 + c] : zero;
-        }
-#pragma unroll
-        for (int k = 0; k < STEP; k++) {
-            const int c = threadIdx.x + (k0 + k) * NT;
-            f32x4 v = a[k];
-            if (STAGE == STAGE_SILU)
-                v = f32x4{silu_times(a[k].x, b[k].x), silu_times(a[k].y, b[k].y), silu_times(a[k].z, b[k].z),
-                          silu_times(a[k].w, b[k].w)};
-            emit(c, c < n4, v);
-        }
-    }
-}
 
 // f32 input for float weights: elements 8u..8u+3 in a[u], 8u+4..8u+7 in b[u], so that the lanes of a
 // warp (consecutive units u) read consecutive 16 bytes.

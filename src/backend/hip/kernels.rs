@@ -9,9 +9,10 @@ use sha2::{Digest, Sha256};
 use super::api::{Rtc, Vendor};
 
 /// Headers every kernel file includes, as `(name, text)`.
-pub const HEADERS: [(&str, &str); 2] = [
+pub const HEADERS: [(&str, &str); 3] = [
     ("compat.h", include_str!("../../../hip/compat.h")),
     ("common.h", include_str!("../../../hip/common.h")),
+    ("input_row.h", include_str!("../../../hip/input_row.h")),
 ];
 
 /// One kernel file: `hip/<name>.hip`.
