@@ -33,7 +33,6 @@ fn check(k: &Kernel, subgroups: bool) -> Result<(), String> {
     if coop {
         // DX12 has no cooperative matrices in wgpu (naga's HLSL writer has none either); Metal's
         // simdgroup matrices are 8×8 only: the variant is built where Vulkan offers 16×16 f16.
-        let _ = msl::write_string;
         return Ok(());
     }
 

@@ -16,6 +16,7 @@ pub mod cpu;
 pub mod hip;
 mod host;
 pub mod quant;
+mod tuning;
 pub mod wgpu;
 
 use thiserror::Error;

@@ -20,6 +20,7 @@ use self::device::Gpu;
 use self::kernels::{Access, FUSED_INPUT_MAX_TOKENS, Kernel};
 use self::weights::RowLayout;
 use super::check::{self, ActBuffers, distinct, invalid, mul};
+use super::tuning::knob;
 use super::{
     AttnShape, Backend, BackendError, BackendInfo, BufId, DType, HostTensor, KvId, KvSpec, MatmulMode,
     Result, StepBatch, WeightId,
@@ -195,11 +196,7 @@ impl WgpuBackend {
             profiler: None,
             argmax_pairs: None,
             slot_base: 0,
-            submit_every: std::env::var("PRISM_WGPU_SUBMIT_EVERY")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .filter(|&n: &usize| n > 0)
-                .unwrap_or(SUBMIT_EVERY),
+            submit_every: knob("PRISM_WGPU_SUBMIT_EVERY", |&n| n > 0).unwrap_or(SUBMIT_EVERY),
             host: profile::HostTimes::new(profiling || profile == "host"),
         };
         if profiling {

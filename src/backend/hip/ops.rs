@@ -4,6 +4,7 @@
 use super::api::{self, GemmType};
 use super::{Args, BLOCK, Cmd, DBuf, DKv, DWeight, GpuBackend, MAX_GEMV_TOKENS, Scratch, weights};
 use crate::backend::check::{self, ActBuffers, distinct, invalid, mul};
+use crate::backend::tuning::knob;
 use crate::backend::{
     AttnShape, Backend, BackendError, BackendInfo, BufId, DType, HostTensor, KvId, KvSpec, MatmulMode,
     Result, StepBatch, WeightId,
@@ -30,13 +31,7 @@ const ATTN_BLOCK: u32 = 128;
 /// `PRISM_ATTN_BLOCKS` overrides it (tuning runs).
 fn decode_blocks() -> usize {
     static BLOCKS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *BLOCKS.get_or_init(|| {
-        std::env::var("PRISM_ATTN_BLOCKS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&v| v >= 1)
-            .unwrap_or(264)
-    })
+    *BLOCKS.get_or_init(|| knob("PRISM_ATTN_BLOCKS", |&v| v >= 1).unwrap_or(264))
 }
 /// Threads of the flash prefill kernel (hip/attention_prefill.hip), and the average run of tokens of
 /// one sequence from which a step goes to it.
@@ -182,8 +177,7 @@ enum Fused {
     SiluMul,
 }
 
-/// Longest input row the fused gemv kernels hold in shared memory (MAX_XS in hip/gemv.hip, MAXC in
-/// hip/gemv_t1.hip).
+/// Longest input row the fused gemv kernels hold in shared memory (ROW_MAXC in hip/input_row.h).
 const MAX_FUSED_COLS: usize = 8192;
 /// Most blocks of a fused gemv where the runtime cannot say how many fit at once: about one wave on an
 /// H100 (7 blocks of 32 KiB shared memory on each of 132 SMs), so that each block builds the input row

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::backend::tuning::knob;
 use crate::backend::{BackendError, Result};
 
 /// Backends wgpu is asked for: the native APIs of servers and desktops, not GL or WebGPU.
@@ -142,7 +143,7 @@ pub fn open(index: usize, timestamps: bool) -> Result<Gpu> {
     let subgroup_min = adapter.get_info().subgroup_min_size.max(1);
     let mut wanted = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
     // `PRISM_WGPU_COOP=0` keeps the kernel off (for comparisons).
-    let coop = coop16_support(&adapter) && std::env::var("PRISM_WGPU_COOP").map_or(true, |v| v != "0");
+    let coop = coop16_support(&adapter) && knob::<u32>("PRISM_WGPU_COOP", |&v| v == 0).is_none();
     if coop {
         wanted |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
     }

@@ -6,6 +6,7 @@
 //! and fills the `@NAME@` placeholders, so every variant is one self-contained module.
 
 use crate::backend::DType;
+use crate::backend::tuning::knob;
 
 /// What a kernel does with a binding (binding 0 is always the per-dispatch uniform).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -24,14 +25,8 @@ pub const GEMV_BATCH_TOKENS: usize = 32;
 pub fn gemv_shape() -> (u32, u32) {
     static SHAPE: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
     *SHAPE.get_or_init(|| {
-        let env = |name: &str, ok: &[u32], default: u32| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .filter(|v| ok.contains(v))
-                .unwrap_or(default)
-        };
-        (env("PRISM_GEMV_WG", &[64, 128, 256], 128), env("PRISM_GEMV_ROWS", &[1, 2], 2))
+        let wg = knob("PRISM_GEMV_WG", |v| [64, 128, 256].contains(v)).unwrap_or(128);
+        (wg, knob("PRISM_GEMV_ROWS", |v| [1, 2].contains(v)).unwrap_or(2))
     })
 }
 /// Most rows a fused input op (RMS norm, SwiGLU) is folded into the gemv for: with more, every
@@ -45,9 +40,7 @@ pub const COOP_KSPLITS: [u32; 3] = [1, 2, 4];
 /// `PRISM_COOP_MIN` overrides it (tuning runs).
 pub fn coop_min_tokens() -> usize {
     static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MIN.get_or_init(|| {
-        std::env::var("PRISM_COOP_MIN").ok().and_then(|v| v.parse().ok()).filter(|&v| v >= 2).unwrap_or(9)
-    })
+    *MIN.get_or_init(|| knob("PRISM_COOP_MIN", |&v| v >= 2).unwrap_or(9))
 }
 /// Invocations of a gemv team (one weight row at a time) without subgroups.
 pub const GEMV_TEAM: u32 = 32;

@@ -5,6 +5,7 @@
 use super::kernels::{self, GEMM_TILE, GEMV_BATCH_TOKENS, GEMV_MAX_TOKENS, GemvInput, Kernel};
 use super::{Input, WgpuBackend, u32_of};
 use crate::backend::check::{ActBuffers, distinct, invalid, mul};
+use crate::backend::tuning::knob;
 use crate::backend::{BufId, DType, MatmulMode, Result, WeightId};
 
 /// Which kernel a matrix product runs as.
@@ -20,8 +21,9 @@ enum Path {
 /// K slices per `gemm_coop` workgroup: whole rows (1) when there are enough workgroups to fill a large
 /// GPU, else 2 or 4 slices, which make 2 or 4 times as many workgroups of fewer rows.
 fn coop_ksplit(rows: usize, token_tiles: usize) -> u32 {
-    let forced = std::env::var("PRISM_COOP_KSPLIT").ok().and_then(|v| v.parse().ok());
-    if let Some(k) = forced.filter(|k| kernels::COOP_KSPLITS.contains(k)) {
+    static FORCED: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    let forced = FORCED.get_or_init(|| knob("PRISM_COOP_KSPLIT", |k| kernels::COOP_KSPLITS.contains(k)));
+    if let Some(k) = *forced {
         return k;
     }
     const BUSY: usize = 256;
