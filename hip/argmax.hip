@@ -31,6 +31,7 @@ argmax(const float* x, u32* out, float* part_v, u32* part_i, u32* counters, int 
     __shared__ float sv[NT / 16];
     __shared__ u32 si[NT / 16];
     __shared__ bool last;
+    kernel_start();
     const int row = blockIdx.y, nb = gridDim.x, b = blockIdx.x;
     const float* xr = x + (size_t)row * cols;
     const int c0 = b * chunk, c1 = min(cols, c0 + chunk);

@@ -3,7 +3,11 @@
 // share the kv head, walking the split's positions in chunks of blockDim.x (one position per thread
 // for the scores, one (head, dim) output per thread for the weighted values) with an online softmax.
 // Decode uses many splits (flash-decoding): each writes (acc, max, sum) and attention_combine merges
-// them; with one split the block writes the output itself.
+// them; with one split the block writes the output itself. `attention_rope` is the decode step's whole
+// attention in one launch, for steps with one token per sequence: it rotates the queries as it loads
+// them from the fused q|k|v rows, the block whose split holds the token's own position rotates and
+// stores its key and value into the cache first, and the last block of a (token, kv head) to finish
+// merges the splits (a counter per pair, left at zero).
 #include "common.h"
 
 #define CHUNK 128      // threads per block = positions per chunk
@@ -12,14 +16,38 @@
 #define PER_THREAD (MAX_QROW / CHUNK)
 #define MIN_SPAN 16    // positions a split takes at least (short contexts use fewer splits)
 
-extern "C" __global__ void attention(const float* q, const float* k_cache, const float* v_cache, float* out,
-                                     float* partial, const u32* positions, const u32* token_seq,
-                                     const u32* table_start, const u32* tables, int heads, int kv_heads,
-                                     int head_dim, int block_size, float scale, int window, int nsplit) {
+// Output dim dd of one (token, head) from its nsplit partials (acc[head_dim], max, sum) each: volatile,
+// since in attention_rope other blocks wrote them during this kernel.
+__device__ __forceinline__ float merge_splits(const volatile float* part, int head_dim, int nsplit, int dd) {
+    float m = NEG_INF;
+    for (int s = 0; s < nsplit; s++) m = fmaxf(m, part[s * (head_dim + 2) + head_dim]);
+    float sum = 0.0f, a = 0.0f;
+    for (int s = 0; s < nsplit; s++) {
+        const volatile float* ps = part + s * (head_dim + 2);
+        const float l = ps[head_dim + 1];
+        if (l > 0.0f) {
+            const float w = expf(ps[head_dim] - m);
+            sum += l * w;
+            a += ps[dd] * w;
+        }
+    }
+    return a / sum;
+}
+
+// ROPE: `q` is the step's fused q|k|v rows (see above), else its rotated queries [n, heads * head_dim].
+template <bool ROPE>
+__device__ __forceinline__ void attention_body(const float* q, const float* inv_freq, float* k_cache,
+                                               float* v_cache, float* out, float* partial, u32* counters,
+                                               const u32* positions, const u32* token_seq,
+                                               const u32* table_start, const u32* tables, int heads,
+                                               int kv_heads, int head_dim, int block_size, float scale,
+                                               int window, int nsplit) {
     __shared__ float qs[MAX_QROW];
     __shared__ float sc[MAX_GROUP * CHUNK];
     __shared__ u32 offs[CHUNK];
     __shared__ float run_max[MAX_GROUP], run_sum[MAX_GROUP], factor[MAX_GROUP];
+    __shared__ bool last;
+    kernel_start();
     const int tid = threadIdx.x, lane = tid % WARP, warp = tid / WARP, nwarps = CHUNK / WARP;
     const int i = blockIdx.x / kv_heads, kvh = blockIdx.x % kv_heads, split = blockIdx.y;
     const int group = heads / kv_heads, gw = group * head_dim, kw = kv_heads * head_dim;
@@ -29,7 +57,30 @@ extern "C" __global__ void attention(const float* q, const float* k_cache, const
     const int start = lo + split * span, end = min(p + 1, start + span);
     const u32* table = tables + table_start[s];
 
-    for (int e = tid; e < gw; e += CHUNK) qs[e] = q[((size_t)i * heads + kvh * group) * head_dim + e];
+    if (ROPE) {
+        const int qw = heads * head_dim, half = head_dim / 2;
+        const float* row = q + (size_t)i * (qw + 2 * kw);
+        for (int t = tid; t < group * half; t += CHUNK) {
+            const int g = t / half, j = t % half;
+            const float* src = row + (kvh * group + g) * head_dim;
+            const f32x2 r = rope_rotate(src[j], src[j + half], (float)p * inv_freq[j]);
+            qs[g * head_dim + j] = r.x;
+            qs[g * head_dim + j + half] = r.y;
+        }
+        // The token's own key and value, read below by this block only (the one whose split holds p).
+        if (start <= p && p < end) {
+            const size_t slot = ((size_t)table[p / block_size] * block_size + p % block_size) * kw + kvh * head_dim;
+            const float* k = row + qw + kvh * head_dim;
+            for (int j = tid; j < half; j += CHUNK) {
+                const f32x2 r = rope_rotate(k[j], k[j + half], (float)p * inv_freq[j]);
+                k_cache[slot + j] = r.x;
+                k_cache[slot + j + half] = r.y;
+            }
+            for (int e = tid; e < head_dim; e += CHUNK) v_cache[slot + e] = row[qw + kw + kvh * head_dim + e];
+        }
+    } else {
+        for (int e = tid; e < gw; e += CHUNK) qs[e] = q[((size_t)i * heads + kvh * group) * head_dim + e];
+    }
     if (tid < group) { run_max[tid] = NEG_INF; run_sum[tid] = 0.0f; }
     float acc[PER_THREAD];
 #pragma unroll
@@ -101,22 +152,43 @@ extern "C" __global__ void attention(const float* q, const float* k_cache, const
             }
         }
     }
+    if (!ROPE || nsplit == 1) return;
+    // The last block of this (token, kv head) to finish merges the splits of its query heads.
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) last = atomicAdd(&counters[blockIdx.x], 1u) == (u32)nsplit - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int e = tid; e < gw; e += CHUNK) {
+        const size_t h = (size_t)i * heads + kvh * group + e / head_dim;
+        out[h * head_dim + e % head_dim] = merge_splits(partial + h * nsplit * (head_dim + 2), head_dim, nsplit,
+                                                        e % head_dim);
+    }
+    if (tid == 0) counters[blockIdx.x] = 0;
+}
+
+extern "C" __global__ void attention(const float* q, float* k_cache, float* v_cache, float* out, float* partial,
+                                     const u32* positions, const u32* token_seq, const u32* table_start,
+                                     const u32* tables, int heads, int kv_heads, int head_dim, int block_size,
+                                     float scale, int window, int nsplit) {
+    attention_body<false>(q, nullptr, k_cache, v_cache, out, partial, nullptr, positions, token_seq, table_start,
+                          tables, heads, kv_heads, head_dim, block_size, scale, window, nsplit);
+}
+
+extern "C" __global__ void attention_rope(const float* qkv, const float* inv_freq, float* k_cache, float* v_cache,
+                                          float* out, float* partial, u32* counters, const u32* positions,
+                                          const u32* token_seq, const u32* table_start, const u32* tables,
+                                          int heads, int kv_heads, int head_dim, int block_size, float scale,
+                                          int window, int nsplit) {
+    attention_body<true>(qkv, inv_freq, k_cache, v_cache, out, partial, counters, positions, token_seq,
+                         table_start, tables, heads, kv_heads, head_dim, block_size, scale, window, nsplit);
 }
 
 // Merges the splits of one (token, head): grid = tokens * heads, one thread per dimension.
 extern "C" __global__ void attention_combine(const float* partial, float* out, int head_dim, int nsplit) {
-    const float* part = partial + (size_t)blockIdx.x * nsplit * (head_dim + 2);
-    float m = NEG_INF;
-    for (int s = 0; s < nsplit; s++) m = fmaxf(m, part[s * (head_dim + 2) + head_dim]);
-    float sum = 0.0f, a = 0.0f;
-    for (int s = 0; s < nsplit; s++) {
-        const float* ps = part + s * (head_dim + 2);
-        const float l = ps[head_dim + 1];
-        if (l > 0.0f) {
-            const float w = expf(ps[head_dim] - m);
-            sum += l * w;
-            if ((int)threadIdx.x < head_dim) a += ps[threadIdx.x] * w;
-        }
-    }
-    if ((int)threadIdx.x < head_dim) out[(size_t)blockIdx.x * head_dim + threadIdx.x] = a / sum;
+    kernel_start();
+    if ((int)threadIdx.x < head_dim)
+        out[(size_t)blockIdx.x * head_dim + threadIdx.x] =
+            merge_splits(partial + (size_t)blockIdx.x * nsplit * (head_dim + 2), head_dim, nsplit, threadIdx.x);
 }

@@ -18,6 +18,7 @@ attention_prefill(const float* q, const float* k_cache, const float* v_cache, fl
                   int kv_heads, int head_dim, int block_size, float scale, int window) {
     __shared__ f32x4 ks[BK * MAX_HD / 4];
     __shared__ f32x4 vs[BK * MAX_HD / 4];
+    kernel_start();
     const int tpr = head_dim / (4 * CH), hd4 = head_dim / 4;
     const int group = heads / kv_heads, tok_per_block = (NT / tpr) / group;
     const int tile = gridDim.x - 1 - blockIdx.x;  // late tiles (most keys) first

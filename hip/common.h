@@ -16,6 +16,21 @@ struct alignas(8) f32x2 { float x, y; };
 
 #define NEG_INF (-__int_as_float(0x7f800000))
 
+// The start of every kernel that has nothing to do before the previous kernel's results are there: wait
+// for them (a kernel may be launched overlapping its predecessor, compat.h), then let the next kernel's
+// blocks start.
+__device__ __forceinline__ void kernel_start() {
+    grid_dep_wait();
+    grid_dep_launch();
+}
+
+// The rotary embedding (rotate-half) of the pair (x[j], x[j + half]) at angle a, with exactly rounded
+// products and sums so that every kernel rotating a pair gets the same bits.
+__device__ __forceinline__ f32x2 rope_rotate(float x1, float x2, float a) {
+    const float c = cosf(a), s = sinf(a);
+    return f32x2{__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)), __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s))};
+}
+
 __device__ __forceinline__ float bf16_to_f32(u16 b) { return __int_as_float(((u32)b) << 16); }
 
 // ---- reductions ---------------------------------------------------------------------------------

@@ -20,6 +20,16 @@ __device__ __forceinline__ unsigned short f32_to_f16(float f) {
 }
 // c + the sum of the products of the 4 signed bytes of a and b (dp4a, sm_61 and later).
 __device__ __forceinline__ int dot4_i8(int a, int b, int c) { return __dp4a(a, b, c); }
+// Programmatic dependent launch (sm_90 and later; the host launches overlapping only there): a kernel
+// may start while the kernel before it still runs. grid_dep_wait() returns once that kernel has finished
+// and its writes are visible; grid_dep_launch() lets the next kernel start its blocks.
+#if __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void grid_dep_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void grid_dep_launch() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+#else
+__device__ __forceinline__ void grid_dep_wait() {}
+__device__ __forceinline__ void grid_dep_launch() {}
+#endif
 #else
 // ---- AMD (HIP, hiprtc) ----------------------------------------------------------------------------
 // The wavefront is 64 lanes on CDNA/GCN and 32 on RDNA (wave32): the compiler says which.
@@ -45,4 +55,7 @@ __device__ __forceinline__ int dot4_i8(int a, int b, int c) {
            (int)(signed char)(a >> 16) * (int)(signed char)(b >> 16) + (a >> 24) * (b >> 24);
 #endif
 }
+// HIP launches every kernel after the one before it has finished: nothing to wait for.
+__device__ __forceinline__ void grid_dep_wait() {}
+__device__ __forceinline__ void grid_dep_launch() {}
 #endif

@@ -3,6 +3,7 @@
 #include "common.h"
 
 extern "C" __global__ void f32_to_f16_rows(const float* x, u16* out, unsigned long long n) {
+    kernel_start();
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         out[i] = f32_to_f16(x[i]);
 }
@@ -10,11 +11,13 @@ extern "C" __global__ void f32_to_f16_rows(const float* x, u16* out, unsigned lo
 #define DEQUANT(name, elem)                                                                             \
     extern "C" __global__ void dequant_##name##_f16(const void* w, const u16* d, const u16* m, u16* out,  \
                                                    unsigned long long n) {                              \
+        kernel_start();                                                                                 \
         for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) \
             out[i] = f32_to_f16(elem(w, d, m, i));                                                      \
     }                                                                                                   \
     extern "C" __global__ void dequant_##name##_f32(const void* w, const u16* d, const u16* m, float* out, \
                                                    unsigned long long n) {                              \
+        kernel_start();                                                                                 \
         for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) \
             out[i] = elem(w, d, m, i);                                                                  \
     }
@@ -22,6 +25,7 @@ FOR_EACH_LAYOUT(DEQUANT)
 
 // out[t, r] += bias[r] for `tokens` rows of `rows`.
 extern "C" __global__ void add_bias(float* out, const float* bias, int rows, unsigned long long n) {
+    kernel_start();
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         out[i] += bias[i % rows];
 }

@@ -184,6 +184,7 @@ __device__ __forceinline__ void row_q4_1(float* acc, const void* w, const u16* d
     extern "C" __global__ void gemv_##name##suffix(const void* w, const u16* d, const u16* m, const float* bias, \
                                                    const float* x, float* out, int rows, int cols, int ntok,   \
                                                    int accumulate) {                                         \
+        kernel_start();                                                                                      \
         GEMV_ROWS(name, T, x, ntok)                                                                          \
     }
 #define GEMV_BOTH(name, elem) GEMV(name, 1, _t1) GEMV(name, MAXT, )
@@ -221,6 +222,7 @@ __device__ __forceinline__ void build_row(float* xs, const float* x, const float
                           float* out, int rows, int cols, int accumulate, const float* norm, float eps) {       \
         __shared__ f32x4 xs4[ROW_MAXC / 4];                                                                   \
         __shared__ float red[32];                                                                              \
+        kernel_start();                                                                                        \
         build_row<STAGE_NORM>((float*)xs4, x, norm, cols, eps, red);                                           \
         __syncthreads();                                                                                       \
         GEMV_ROWS(name, 1, (const float*)xs4, 1)                                                               \
@@ -229,6 +231,7 @@ __device__ __forceinline__ void build_row(float* xs, const float* x, const float
     gemv_##name##_silu_t1(const void* w, const u16* d, const u16* m, const float* bias, const float* x,        \
                           float* out, int rows, int cols, int accumulate, const float*, float) {                \
         __shared__ f32x4 xs4[ROW_MAXC / 4];                                                                   \
+        kernel_start();                                                                                        \
         build_row<STAGE_SILU>((float*)xs4, x, nullptr, cols, 0.0f, nullptr);                                   \
         __syncthreads();                                                                                       \
         GEMV_ROWS(name, 1, (const float*)xs4, 1)                                                               \

@@ -217,6 +217,9 @@ __device__ __forceinline__ void gemv_t1(const void* w, const u16* d, const u16* 
     int r = blockIdx.x * warps + threadIdx.x / WARP, ch = 0;
     typename L::Unit cur[L::U], next[L::U];
     load_chunk<L>(cur, w, d, m, r, rows, ch, nu, nb, lane);
+    // The weights do not depend on the kernel before: their first loads go out before the wait.
+    grid_dep_wait();
+    grid_dep_launch();
     L::template build<STAGE>(in, x, norm, eps, cols, red);
     __syncthreads();
     float acc = 0.0f;

@@ -3,6 +3,7 @@
 
 extern "C" __global__ void rms_norm(const float* x, const float* weight, float* out, int dim, float eps) {
     __shared__ float scratch[32];
+    kernel_start();
     const float* xr = x + (size_t)blockIdx.x * dim;
     float ss = 0.0f;
     for (int c = threadIdx.x; c < dim; c += blockDim.x) ss += xr[c] * xr[c];

@@ -7,6 +7,7 @@ extern "C" __global__ void rope_store_kv(const float* qkv, const float* inv_freq
                                          float* v_cache, const u32* positions, const u32* token_seq,
                                          const u32* table_start, const u32* tables, int heads, int kv_heads,
                                          int head_dim, int block_size) {
+    kernel_start();
     const int i = blockIdx.x, half = head_dim / 2;
     const int qw = heads * head_dim, kw = kv_heads * head_dim;
     const float* row = qkv + (size_t)i * (qw + 2 * kw);
@@ -19,15 +20,11 @@ extern "C" __global__ void rope_store_kv(const float* qkv, const float* inv_freq
     for (int t = blockIdx.y * blockDim.x + threadIdx.x; t < pairs + kw; t += gridDim.y * blockDim.x) {
         if (t < pairs) {
             const int h = t / half, j = t % half;
-            const float a = (float)p * inv_freq[j];
-            const float c = cosf(a), sn = sinf(a);
             const float* src = row + h * head_dim;  // q heads, then k heads right after them
-            const float x1 = src[j], x2 = src[j + half];
-            const float o1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, sn));
-            const float o2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, sn));
+            const f32x2 o = rope_rotate(src[j], src[j + half], (float)p * inv_freq[j]);
             float* dst = h < heads ? q_out + (size_t)i * qw + h * head_dim : kslot + (h - heads) * head_dim;
-            dst[j] = o1;
-            dst[j + half] = o2;
+            dst[j] = o.x;
+            dst[j + half] = o.y;
         } else {
             const int e = t - pairs;
             vslot[e] = row[qw + kw + e];

@@ -2,6 +2,7 @@
 #include "common.h"
 
 extern "C" __global__ void silu_mul(const float* gate_up, float* out, int rows, int ffn) {
+    kernel_start();
     const size_t n = (size_t)rows * ffn;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         const size_t r = i / ffn, j = i % ffn;

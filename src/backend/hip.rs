@@ -17,6 +17,7 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use self::api::{Blas, DevPtr, GemmType, Handle, Rtc, Runtime, Vendor};
+use super::tuning::knob;
 use super::{BackendError, BackendKind, DType, KvSpec, Result, StepBatch};
 
 /// Threads per block of the element-wise and gemv kernels.
@@ -162,6 +163,9 @@ pub struct GpuBackend {
     graphs: Vec<(Vec<Cmd>, Handle, u64)>,
     graph_clock: u64,
     graphs_on: bool,
+    /// Whether kernels launch overlapping the kernel before them (programmatic dependent launch, NVIDIA
+    /// sm_90 and later; every kernel waits for its predecessor's results with `grid_dep_wait`).
+    overlap: bool,
     /// Every device allocation, freed on drop.
     allocs: Vec<DevPtr>,
 }
@@ -172,6 +176,14 @@ unsafe impl Send for GpuBackend {}
 
 fn vendor_of(kind: BackendKind) -> Vendor {
     if kind == BackendKind::Hip { Vendor::Amd } else { Vendor::Nvidia }
+}
+
+/// Whether kernels compiled for `arch` wait for the kernel before them (compat.h's `grid_dep_wait` is
+/// an instruction from sm_90 on), so that they may be launched overlapping it.
+fn overlap_arch(arch: &str) -> bool {
+    arch.strip_prefix("sm_")
+        .and_then(|v| v.trim_end_matches(|c: char| c.is_alphabetic()).parse::<u32>().ok())
+        .is_some_and(|v| v >= 90)
 }
 
 fn gib(b: usize) -> f64 {
@@ -235,6 +247,9 @@ impl GpuBackend {
         );
         let graphs_on = rt.has_graphs();
         let multiprocessors = rt.multiprocessors(dev).unwrap_or(0);
+        // `PRISM_PDL=0` turns the overlap off (A/B runs).
+        let overlap =
+            rt.has_overlap() && overlap_arch(&arch) && knob("PRISM_PDL", |v: &u32| *v <= 1).unwrap_or(1) == 1;
         Ok(GpuBackend {
             kind,
             rt,
@@ -262,6 +277,7 @@ impl GpuBackend {
             graphs: Vec::new(),
             graph_clock: 0,
             graphs_on,
+            overlap,
             allocs: Vec::new(),
         })
     }
@@ -383,7 +399,7 @@ impl GpuBackend {
             Cmd::Launch { f, grid, block, mut args } => {
                 let mut params: Vec<*mut c_void> =
                     args.v[..args.n].iter_mut().map(|v| (v as *mut u64).cast()).collect();
-                self.rt.launch(f as Handle, grid, block, self.stream, &mut params)
+                self.rt.launch(f as Handle, grid, block, self.stream, &mut params, self.overlap)
             }
             Cmd::Copy { dst, src, bytes } => self.rt.dtod(dst, src, bytes, self.stream),
             Cmd::Zero { dst, bytes } => self.rt.zero(dst, bytes, self.stream),

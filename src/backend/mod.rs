@@ -295,6 +295,42 @@ pub trait Backend: Send {
         shape: AttnShape,
         n: usize,
     ) -> Result<()>;
+    /// [`Backend::rope_store_kv`] then [`Backend::attention`] of the rotated queries: one op where the
+    /// backend folds them into one kernel for this step ([`Backend::fused_rope_attention`]), else the two
+    /// ops. `q[n, heads·head_dim]` is scratch space (its contents afterwards are unspecified).
+    #[allow(clippy::too_many_arguments)]
+    fn rope_attention(
+        &mut self,
+        qkv: BufId,
+        inv_freq: BufId,
+        q: BufId,
+        kv: KvId,
+        layer: usize,
+        out: BufId,
+        shape: AttnShape,
+        n: usize,
+    ) -> Result<()> {
+        if !self.fused_rope_attention(qkv, inv_freq, kv, layer, out, shape, n)? {
+            self.rope_store_kv(qkv, inv_freq, q, kv, layer, shape, n)?;
+            self.attention(q, kv, layer, out, shape, n)?;
+        }
+        Ok(())
+    }
+    /// [`Backend::rope_attention`] as one fused op, recorded when the backend has one for this step;
+    /// `Ok(false)` (the default) when it has not, and nothing was recorded.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_rope_attention(
+        &mut self,
+        _qkv: BufId,
+        _inv_freq: BufId,
+        _kv: KvId,
+        _layer: usize,
+        _out: BufId,
+        _shape: AttnShape,
+        _n: usize,
+    ) -> Result<bool> {
+        Ok(false)
+    }
     /// `out[r, j] = silu(gate_up[r, j]) · gate_up[r, ffn + j]` for `rows` rows; `gate_up` is
     /// `[rows, 2·ffn]` (the fused `w1|w3` output), `out` is `[rows, ffn]`.
     fn silu_mul(&mut self, gate_up: BufId, out: BufId, rows: usize, ffn: usize) -> Result<()>;

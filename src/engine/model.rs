@@ -185,8 +185,7 @@ impl Model {
             // ---- attention: x += Wo · attn(rope(Wqkv · norm(x))) ---------------------------------
             let eps = c.norm_eps;
             b.norm_matmul(self.x, l.attn_norm, eps, self.xn, l.wqkv, self.qkv, n, c.hidden, Overwrite)?;
-            b.rope_store_kv(self.qkv, self.inv_freq, self.q, self.kv, i, a, n)?;
-            b.attention(self.q, self.kv, i, self.attn_out, a, n)?;
+            b.rope_attention(self.qkv, self.inv_freq, self.q, self.kv, i, self.attn_out, a, n)?;
             b.matmul(l.wo, self.attn_out, self.x, n, Accumulate)?;
 
             // ---- MLP: x += W2 · (silu(W1 · norm(x)) ⊙ W3 · norm(x)) ------------------------------

@@ -478,23 +478,60 @@ impl OpCase for Argmax {
 
 // ---- rope_store_kv + attention -------------------------------------------------------------------
 
-/// Two steps over several sequences with paged, non-contiguous block tables: a prefill of every
-/// sequence (tokens interleaved), then a decode/chunk step at later positions. Each step runs
-/// `rope_store_kv` then `attention` in `layer` 1 of 2; outputs are the rotated queries and the
-/// attention outputs of both steps.
+/// Steps over several sequences with paged, non-contiguous block tables: a prefill of every sequence
+/// (tokens interleaved), then a decode/chunk step at later positions. Each step runs `rope_store_kv`
+/// then `attention` in `layer` 1 of 2; outputs are the rotated queries and the attention outputs of
+/// every step. `fused`: the steps after the prefill are decode steps (one token per sequence) and run
+/// as `rope_attention` (which a backend may fold into one kernel); outputs are the attention outputs.
 struct Attention {
     shape: AttnShape,
     spec: KvSpec,
     steps: Vec<StepBatch>,
     qkv: Vec<Vec<f32>>,
     inv_freq: Vec<f32>,
+    fused: bool,
 }
 
 impl Attention {
     /// Short prefills (lengths 7, 9, 1) with the tokens of the sequences interleaved.
     fn new(seed: u64, heads: usize, kv_heads: usize, head_dim: usize, window: Option<u32>) -> Self {
         let tables: [&[u32]; 3] = [&[5, 2, 11], &[0, 9, 3, 14], &[12, 1]];
-        Self::build(seed, (heads, kv_heads, head_dim, window), 16, &tables, [7, 9, 1], true)
+        Self::build(seed, (heads, kv_heads, head_dim, window), 16, &tables, [7, 9, 1], true, false)
+    }
+
+    /// [`Attention::new`] or [`Attention::long`]'s prefills, then three decode steps through
+    /// `rope_attention`: all three sequences, sequence 1 alone, sequences 0 and 1.
+    fn decode(
+        seed: u64,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        window: Option<u32>,
+        long: bool,
+    ) -> Self {
+        let mut a = if long {
+            Self::long(seed, heads, kv_heads, head_dim, window)
+        } else {
+            Self::new(seed, heads, kv_heads, head_dim, window)
+        };
+        let l = |s: usize| a.steps[0].token_seq.iter().filter(|&&t| t as usize == s).count() as u32;
+        let (l0, l1, l2) = (l(0), l(1), l(2));
+        let decode: [&[(u32, u32)]; 3] =
+            [&[(1, l1), (0, l0), (2, l2)], &[(1, l1 + 1)], &[(0, l0 + 1), (1, l1 + 2)]];
+        let mut r = rng(seed ^ 0x5eed);
+        let first = a.steps[0].clone();
+        a.steps.truncate(1);
+        a.qkv.truncate(1);
+        for toks in decode {
+            let mut s = first.clone();
+            s.positions = toks.iter().map(|&(_, p)| p).collect();
+            s.token_seq = toks.iter().map(|&(q, _)| q).collect();
+            s.tokens = vec![1; toks.len()];
+            a.qkv.push(rand_vec(&mut r, toks.len() * a.shape.qkv_width(), -1.0, 1.0));
+            a.steps.push(s);
+        }
+        a.fused = true;
+        a
     }
 
     /// Long prefills (lengths 45, 23, 3), each sequence's tokens in one run (as the engine sends a
@@ -502,7 +539,7 @@ impl Attention {
     fn long(seed: u64, heads: usize, kv_heads: usize, head_dim: usize, window: Option<u32>) -> Self {
         let tables: [&[u32]; 3] =
             [&[17, 3, 22, 8, 0, 13, 6, 20, 11, 1, 15, 9], &[4, 19, 12, 2, 23, 7, 16], &[10]];
-        Self::build(seed, (heads, kv_heads, head_dim, window), 24, &tables, [45, 23, 3], false)
+        Self::build(seed, (heads, kv_heads, head_dim, window), 24, &tables, [45, 23, 3], false, false)
     }
 
     fn build(
@@ -512,6 +549,7 @@ impl Attention {
         tables: &[&[u32]; 3],
         lens: [u32; 3],
         interleave: bool,
+        fused: bool,
     ) -> Self {
         let mut r = rng(seed);
         let shape = AttnShape { heads, kv_heads, head_dim, scale: 1.0 / (head_dim as f32).sqrt(), window };
@@ -550,7 +588,7 @@ impl Attention {
             steps.iter().map(|s| rand_vec(&mut r, s.n_tokens() * shape.qkv_width(), -1.0, 1.0)).collect();
         let inv_freq =
             (0..head_dim / 2).map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / head_dim as f32)).collect();
-        Attention { shape, spec, steps, qkv, inv_freq }
+        Attention { shape, spec, steps, qkv, inv_freq, fused }
     }
 }
 
@@ -576,8 +614,12 @@ impl OpCase for Attention {
     fn name(&self) -> String {
         let s = &self.shape;
         format!(
-            "rope_store_kv + attention heads {} kv {} dim {} window {:?}",
-            s.heads, s.kv_heads, s.head_dim, s.window
+            "{} heads {} kv {} dim {} window {:?}",
+            if self.fused { "rope_attention (decode)" } else { "rope_store_kv + attention" },
+            s.heads,
+            s.kv_heads,
+            s.head_dim,
+            s.window
         )
     }
     fn run(&self, b: &mut dyn Backend) -> BResult<Vec<f32>> {
@@ -589,9 +631,13 @@ impl OpCase for Attention {
             let qw = self.shape.q_width();
             b.set_step(step)?;
             let (x, q, out) = (b.upload(qkv)?, b.alloc(n * qw)?, b.alloc(n * qw)?);
-            b.rope_store_kv(x, inv, q, kv, 1, self.shape, n)?;
-            b.attention(q, kv, 1, out, self.shape, n)?;
-            res.extend(download(b, q, n * qw)?);
+            if self.fused && !res.is_empty() {
+                b.rope_attention(x, inv, q, kv, 1, out, self.shape, n)?;
+            } else {
+                b.rope_store_kv(x, inv, q, kv, 1, self.shape, n)?;
+                b.attention(q, kv, 1, out, self.shape, n)?;
+                res.extend(download(b, q, n * qw)?);
+            }
             res.extend(download(b, out, n * qw)?);
         }
         Ok(res)
@@ -613,7 +659,9 @@ impl OpCase for Attention {
                 let v = row[qw + kw..].iter().map(|&v| v as f64).collect();
                 hist[step.token_seq[i] as usize][p as usize] = Some((k, v));
             }
-            res.extend(qs.iter().flatten());
+            if !self.fused || res.is_empty() {
+                res.extend(qs.iter().flatten());
+            }
             for (i, q) in qs.iter().enumerate() {
                 let (seq, p) = (step.token_seq[i] as usize, step.positions[i] as usize);
                 let lo = s.window.map_or(0, |w| (p + 1).saturating_sub(w as usize));
@@ -754,6 +802,10 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
     v.push(Box::new(Attention::long(next(), 8, 2, 64, None)));
     v.push(Box::new(Attention::long(next(), 6, 2, 128, Some(20))));
     v.push(Box::new(Attention::long(next(), 4, 4, 32, None)));
+    v.push(Box::new(Attention::decode(next(), 4, 2, 16, None, false)));
+    v.push(Box::new(Attention::decode(next(), 6, 2, 12, Some(5), false)));
+    v.push(Box::new(Attention::decode(next(), 8, 2, 64, None, true)));
+    v.push(Box::new(Attention::decode(next(), 6, 2, 128, Some(20), true)));
     v
 }
 

@@ -169,6 +169,28 @@ fn sym<T: Copy>(lib: &Library, name: &str) -> Result<T, String> {
     unsafe { lib.get::<T>(&n).map(|s| *s).map_err(|e| format!("symbol {name}: {e}")) }
 }
 
+/// `CUlaunchConfig` of the CUDA driver API.
+#[repr(C)]
+pub(crate) struct LaunchConfig {
+    grid: [u32; 3],
+    block: [u32; 3],
+    shared_bytes: u32,
+    stream: Handle,
+    attrs: *mut LaunchAttr,
+    n_attrs: u32,
+}
+
+/// `CUlaunchAttribute`: an id and a 64-byte value union (8-byte aligned).
+#[repr(C, align(8))]
+struct LaunchAttr {
+    id: u32,
+    _pad: u32,
+    value: [u8; 64],
+}
+
+/// `CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION`: the kernel may overlap the previous one.
+const LAUNCH_ATTR_PROGRAMMATIC_SERIALIZATION: u32 = 6;
+
 fn opt_sym<T: Copy>(lib: &Library, name: &str) -> Option<T> {
     sym(lib, name).ok()
 }
@@ -236,6 +258,9 @@ pub struct Runtime {
     graph_destroy: Option<unsafe extern "C" fn(Handle) -> Res>,
     // Resident blocks of a kernel per multiprocessor (grid sizing only).
     occupancy: Option<unsafe extern "C" fn(*mut i32, Handle, i32, usize) -> Res>,
+    // NVIDIA: launches with attributes (programmatic dependent launch).
+    launch_ex:
+        Option<unsafe extern "C" fn(*const LaunchConfig, Handle, *mut *mut c_void, *mut *mut c_void) -> Res>,
     _lib: &'static Library,
 }
 
@@ -299,6 +324,7 @@ impl Runtime {
                     "hipModuleOccupancyMaxActiveBlocksPerMultiprocessor",
                 ),
             ),
+            launch_ex: if vendor == Vendor::Nvidia { opt_sym(l, "cuLaunchKernelEx") } else { None },
             _lib: lib,
         };
         // SAFETY: plain C call.
@@ -506,7 +532,16 @@ impl Runtime {
         Ok(f)
     }
 
-    /// Launches `f` with `params` (pointers to each argument's value).
+    /// Whether launches can let a kernel start while the one before it finishes ([`Runtime::launch`]'s
+    /// `overlap`).
+    pub(crate) fn has_overlap(&self) -> bool {
+        self.launch_ex.is_some()
+    }
+
+    /// Launches `f` with `params` (pointers to each argument's value). With `overlap` (where
+    /// [`Runtime::has_overlap`]), the kernel may start while the kernel before it on the stream is still
+    /// running: it must wait for that kernel's results itself (`grid_dep_wait` in compat.h) before it
+    /// reads them or writes anything.
     pub(crate) fn launch(
         &self,
         f: Handle,
@@ -514,7 +549,23 @@ impl Runtime {
         block: u32,
         stream: Handle,
         params: &mut [*mut c_void],
+        overlap: bool,
     ) -> ApiResult<()> {
+        if let (true, Some(ex)) = (overlap, self.launch_ex) {
+            let mut attr = LaunchAttr { id: LAUNCH_ATTR_PROGRAMMATIC_SERIALIZATION, _pad: 0, value: [0; 64] };
+            attr.value[..4].copy_from_slice(&1i32.to_ne_bytes());
+            let cfg = LaunchConfig {
+                grid,
+                block: [block, 1, 1],
+                shared_bytes: 0,
+                stream,
+                attrs: &mut attr,
+                n_attrs: 1,
+            };
+            // SAFETY: a valid config whose attribute outlives the call; `params` as below.
+            let r = unsafe { ex(&cfg, f, params.as_mut_ptr(), std::ptr::null_mut()) };
+            return self.check("kernel launch", r);
+        }
         // SAFETY: `params` matches the kernel's signature (built by the typed launch helpers).
         let r = unsafe {
             (self.launch)(

@@ -1,7 +1,7 @@
 //! The op set of the HIP/CUDA backend: argument checks (as the CPU backend makes them), then recorded
 //! kernel launches, copies and BLAS GEMMs.
 
-use super::api::{self, GemmType};
+use super::api::{self, DevPtr, GemmType};
 use super::{Args, BLOCK, Cmd, DBuf, DKv, DWeight, GpuBackend, MAX_GEMV_TOKENS, Scratch, weights};
 use crate::backend::check::{self, ActBuffers, distinct, invalid, mul};
 use crate::backend::tuning::knob;
@@ -27,6 +27,9 @@ const MAX_GROUP: usize = 16;
 const MAX_QROW: usize = 2048;
 /// Threads (= positions per chunk) of the attention kernel.
 const ATTN_BLOCK: u32 = 128;
+/// (token, kv head) pairs from which decode attention runs as one split each (below, each pair has a
+/// counter of finished splits in the scratch).
+const ATTN_COUNTERS: usize = 128;
 /// Blocks decode attention aims at (split across the (token, kv head) pairs, up to 32 splits each);
 /// `PRISM_ATTN_BLOCKS` overrides it (tuning runs).
 fn decode_blocks() -> usize {
@@ -57,6 +60,53 @@ impl GpuBackend {
         let ptr = self.raw_alloc(bytes, "buffer")?;
         self.bufs.push(DBuf { ptr, len, u32 });
         Ok(BufId(id))
+    }
+
+    /// Whether every token of the step is the only one of its sequence (a decode step).
+    fn one_token_per_seq(&self) -> bool {
+        let mut seen = vec![false; self.step.block_table_start.len()];
+        self.step
+            .token_seq
+            .iter()
+            .all(|&s| seen.get_mut(s as usize).is_some_and(|b| !std::mem::replace(b, true)))
+    }
+
+    /// Whether the attention kernel holds `shape`'s query heads per kv head.
+    fn check_group(&self, op: &'static str, shape: &AttnShape) -> Result<()> {
+        let group = shape.heads / shape.kv_heads;
+        if group > MAX_GROUP || group * shape.head_dim > MAX_QROW {
+            return Err(BackendError::InvalidArgument {
+                op,
+                detail: format!(
+                    "{} query heads per kv head of {} dims: the {} attention kernel holds at most {MAX_GROUP} \
+                     heads and {MAX_QROW} values per kv head",
+                    group,
+                    shape.head_dim,
+                    self.kind.name()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Flash-decoding: few (token, kv head) pairs get their positions split across many blocks. The
+    /// splits per pair, and where their partial results go: scratch holding [ATTN_COUNTERS] u32 counters
+    /// (zero between launches) and then the partials [n · heads, nsplit, head_dim + 2] f32 (0 and 0 with
+    /// one split).
+    fn decode_splits(
+        &mut self,
+        op: &'static str,
+        shape: &AttnShape,
+        n: usize,
+    ) -> Result<(usize, DevPtr, DevPtr)> {
+        let pairs = n * shape.kv_heads;
+        let nsplit = if pairs >= ATTN_COUNTERS { 1 } else { (decode_blocks() / pairs).clamp(1, 32) };
+        if nsplit == 1 {
+            return Ok((1, 0, 0));
+        }
+        let floats = mul(op, mul(op, n * shape.heads, nsplit)?, shape.head_dim + 2)?;
+        let s = self.scratch(Scratch::Attn, 4 * (ATTN_COUNTERS + floats))?;
+        Ok((nsplit, s + 4 * ATTN_COUNTERS as u64, s))
     }
 
     /// The cache `kv` checked against `layer`, `shape` and the step (as the CPU backend checks them).
@@ -509,34 +559,15 @@ impl Backend for GpuBackend {
         let ql = mul(op, n, shape.q_width())?;
         let qp = self.f32s(op, "q", q, ql)?;
         let o = self.f32s(op, "out", out, ql)?;
-        let group = shape.heads / shape.kv_heads;
-        if group > MAX_GROUP || group * shape.head_dim > MAX_QROW {
-            return Err(BackendError::InvalidArgument {
-                op,
-                detail: format!(
-                    "{} query heads per kv head of {} dims: the {} attention kernel holds at most {MAX_GROUP} \
-                     heads and {MAX_QROW} values per kv head",
-                    group,
-                    shape.head_dim,
-                    self.kind.name()
-                ),
-            });
-        }
+        self.check_group(op, &shape)?;
         if n == 0 {
             return Ok(());
         }
         if let Some(tokens_per_block) = self.prefill_tile(&shape, n) {
             return self.attention_prefill(qp, (kc, vc), o, &shape, spec.block_size, n, tokens_per_block);
         }
-        // Flash-decoding: few (token, kv head) pairs get their positions split across many blocks.
         let pairs = n * shape.kv_heads;
-        let nsplit = if pairs >= 128 { 1 } else { (decode_blocks() / pairs).clamp(1, 32) };
-        let part = if nsplit > 1 {
-            let floats = mul(op, mul(op, n * shape.heads, nsplit)?, shape.head_dim + 2)?;
-            self.scratch(Scratch::Attn, floats * 4)?
-        } else {
-            0
-        };
+        let (nsplit, part, _) = self.decode_splits(op, &shape, n)?;
         let sd = &self.step_dev;
         let window = shape.window.map_or(0, |w| w as usize);
         let args = Args::new()
@@ -563,6 +594,56 @@ impl Backend for GpuBackend {
             self.launch("attention", "attention_combine", [(n * shape.heads) as u32, 1, 1], block, args)?;
         }
         Ok(())
+    }
+
+    fn fused_rope_attention(
+        &mut self,
+        qkv: BufId,
+        inv_freq: BufId,
+        kv: KvId,
+        layer: usize,
+        out: BufId,
+        shape: AttnShape,
+        n: usize,
+    ) -> Result<bool> {
+        // One kernel only where no token of the step needs another one's key: one token per sequence.
+        if n == 0 || !self.one_token_per_seq() || self.prefill_tile(&shape, n).is_some() {
+            return Ok(false);
+        }
+        let op = "rope_attention";
+        distinct(op, qkv, out)?;
+        distinct(op, inv_freq, out)?;
+        let cache = self.kv_for(op, kv, layer, &shape, n)?;
+        let (spec, (kc, vc)) = (cache.spec, cache.layers[layer]);
+        let xp = self.f32s(op, "qkv", qkv, mul(op, n, shape.qkv_width())?)?;
+        let fp = self.f32s(op, "inv_freq", inv_freq, shape.head_dim / 2)?;
+        let o = self.f32s(op, "out", out, mul(op, n, shape.q_width())?)?;
+        self.check_group(op, &shape)?;
+        let pairs = n * shape.kv_heads;
+        let (nsplit, part, counters) = self.decode_splits(op, &shape, n)?;
+        let sd = &self.step_dev;
+        let window = shape.window.map_or(0, |w| w as usize);
+        let args = Args::new()
+            .p(xp)
+            .p(fp)
+            .p(kc)
+            .p(vc)
+            .p(o)
+            .p(part)
+            .p(counters)
+            .p(sd.positions())
+            .p(sd.token_seq())
+            .p(sd.table_start())
+            .p(sd.tables())
+            .i(shape.heads)
+            .i(shape.kv_heads)
+            .i(shape.head_dim)
+            .i(spec.block_size)
+            .f(shape.scale)
+            .i(window)
+            .i(nsplit);
+        self.launch("attention", "attention_rope", [pairs as u32, nsplit as u32, 1], ATTN_BLOCK, args)?;
+        Ok(true)
     }
 
     fn silu_mul(&mut self, gate_up: BufId, out: BufId, rows: usize, ffn: usize) -> Result<()> {

@@ -8,6 +8,15 @@ use super::kernels::{Access, Kernel};
 use super::{Dispatch, SLOT, SLOTS, WgpuBackend, device_error};
 use crate::backend::Result;
 use crate::backend::check::invalid;
+use crate::backend::tuning::knob;
+
+/// Whether shaders keep wgpu's run-time safety code (index clamping, division checks, loop bounds,
+/// zeroed workgroup memory): off by default, since our kernels are trusted and tested, and the checks
+/// cost time in the inner loops; `PRISM_WGPU_CHECKS=1` turns them on (A/B runs, debugging).
+fn runtime_checks() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| knob("PRISM_WGPU_CHECKS", |v: &u32| *v <= 1) == Some(1))
+}
 
 impl WgpuBackend {
     /// The pipeline of `k`, built on first use.
@@ -50,16 +59,29 @@ impl WgpuBackend {
         });
         let name = k.name();
         let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(&name),
             source: wgpu::ShaderSource::Wgsl(k.source(self.gpu.subgroups).into()),
-        });
+        };
+        let checked = runtime_checks();
+        let module = if checked {
+            dev.create_shader_module(desc)
+        } else {
+            // SAFETY: the kernels are ours, not user input: every index they use is bounded by the
+            // arguments the host validated (the op checks), and every loop ends. The op parity tests
+            // run them against the CPU backend.
+            unsafe { dev.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+        };
         let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&name),
             layout: Some(&layout.1),
             module: &module,
             entry_point: Some(k.entry()),
-            compilation_options: Default::default(),
+            // The kernels write every workgroup variable before they read it.
+            compilation_options: wgpu::PipelineCompilationOptions {
+                zero_initialize_workgroup_memory: checked,
+                ..Default::default()
+            },
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
