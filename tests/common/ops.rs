@@ -751,6 +751,11 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
         (DType::BF16, &[300][..], 4104, Some(true)),
         (DType::F16, &[64][..], 8192, Some(true)),
         (DType::F16, &[700][..], 1536, None),
+        // Rows ending inside a unit of 32 (zero padding), read as vec4 and element by element.
+        (DType::BF16, &[999][..], 2056, Some(false)),
+        (DType::F16, &[77][..], 100, Some(true)),
+        (DType::BF16, &[513][..], 4000, None),
+        (DType::F16, &[129][..], 1001, Some(false)),
     ] {
         let mode = MatmulMode::Accumulate;
         v.push(match stage {

@@ -81,6 +81,11 @@ pub fn quant_cases(next: &mut impl FnMut() -> u64) -> Vec<Box<dyn OpCase>> {
         (DType::Q4_0, &[2100][..], 576, over, Some(false)),
         (DType::Q4_1, &[40, 24][..], 8192, acc, Some(true)),
         (DType::Q4_1, &[100][..], 1056, over, None),
+        // Every format × input once more at the widest fused width and at widths of odd units.
+        (DType::Q8_0, &[1000][..], 8192, acc, None),
+        (DType::Q4_0, &[333][..], 8192, over, Some(true)),
+        (DType::Q4_1, &[1001][..], 2080, acc, Some(false)),
+        (DType::Q8_0, &[77][..], 800, over, Some(false)),
     ] {
         v.push(match stage {
             None => Box::new(Matmul::new(next(), dtype, parts, cols, 1, mode, true)),

@@ -29,6 +29,50 @@ pub fn gemv_shape() -> (u32, u32) {
         (wg, knob("PRISM_GEMV_ROWS", |v| [1, 2].contains(v)).unwrap_or(2))
     })
 }
+/// Widths of `gemv_t1`'s input row in workgroup memory, one variant each: a row takes the smallest
+/// that holds it (less workgroup memory, more workgroups resident); wider rows take `gemv`.
+pub const T1_CAPS: [u32; 4] = [1024, 2048, 4096, 8192];
+
+/// The one-token gemv's shape: whether it runs at all (`PRISM_WGPU_T1=0` keeps `gemv`, for A/B runs),
+/// invocations per workgroup (`PRISM_WGPU_T1_WG`: 64, 128, 256), most workgroups of one dispatch
+/// (`PRISM_WGPU_T1_GROUPS`: 1..=65535; about one wave of an H100) and 16-byte words per lane and step
+/// (`PRISM_WGPU_T1_UNITS`: 1, 2, 4; by default 2 for the 4-bit formats, whose words are whole blocks,
+/// else 4).
+#[derive(Clone, Copy, Debug)]
+pub struct T1Shape {
+    pub enabled: bool,
+    pub wg: u32,
+    pub groups: u32,
+    pub units: Option<u32>,
+}
+
+pub fn t1_shape() -> T1Shape {
+    static SHAPE: std::sync::OnceLock<T1Shape> = std::sync::OnceLock::new();
+    *SHAPE.get_or_init(|| T1Shape {
+        enabled: knob::<u32>("PRISM_WGPU_T1", |&v| v <= 1) != Some(0),
+        wg: knob("PRISM_WGPU_T1_WG", |v| [64, 128, 256].contains(v)).unwrap_or(256),
+        groups: knob("PRISM_WGPU_T1_GROUPS", |v| (1..=65535).contains(v)).unwrap_or(896),
+        units: knob("PRISM_WGPU_T1_UNITS", |v| [1, 2, 4].contains(v)),
+    })
+}
+
+/// Words per lane and step of `gemv_t1` for `dtype`.
+fn t1_units(dtype: DType) -> u32 {
+    t1_shape().units.unwrap_or(if matches!(dtype, DType::Q4_0 | DType::Q4_1) { 2 } else { 4 })
+}
+
+/// Whether `gemv_t1` has words of `dtype` (f32 weights keep `gemv`).
+pub fn t1_supports(dtype: DType) -> bool {
+    matches!(dtype, DType::F16 | DType::BF16 | DType::Q8_0 | DType::Q4_0 | DType::Q4_1)
+}
+
+/// Bytes of workgroup memory of a `gemv_t1` variant: its input row of `cap` elements (f32, or int8 q
+/// and r plus two f32 per block) and the reduction's scratch.
+pub fn t1_workgroup_bytes(dtype: DType, cap: u32, subgroups: bool) -> u64 {
+    let row = if dtype.is_quantized() { cap as u64 * 2 + cap as u64 / 4 } else { cap as u64 * 4 };
+    row + if subgroups { 64 * 4 } else { t1_shape().wg as u64 * 4 }
+}
+
 /// Most rows a fused input op (RMS norm, SwiGLU) is folded into the gemv for: with more, every
 /// workgroup would redo the input op for all of them; a separate pass once is cheaper.
 pub const FUSED_INPUT_MAX_TOKENS: usize = 1;
@@ -71,6 +115,14 @@ pub enum Kernel {
         tokens: u32,
         x_vec4: bool,
         input: GemvInput,
+    },
+    /// Matrix-vector product of one token (decode) with the input row built once per workgroup in
+    /// workgroup memory (`cap` elements, one of [`T1_CAPS`]); f16, bf16, Q8_0, Q4_0, Q4_1 weights.
+    GemvT1 {
+        dtype: DType,
+        x_vec4: bool,
+        input: GemvInput,
+        cap: u32,
     },
     /// Tiled matrix product.
     Gemm {
@@ -162,6 +214,40 @@ const IN_NORM: &str = include_str!("../../../shaders/lib/in_norm.wgsl");
 const IN_SILU: &str = include_str!("../../../shaders/lib/in_silu.wgsl");
 const IN_UNSCALED: &str = include_str!("../../../shaders/lib/in_unscaled.wgsl");
 
+/// The input libraries of a gemv: `in4`, and `input_scales` (the RMS norm's factor, else 1).
+fn input_lib(input: GemvInput) -> String {
+    match input {
+        GemvInput::Plain => [IN_PLAIN, IN_UNSCALED].concat(),
+        GemvInput::Norm => IN_NORM.to_string(),
+        GemvInput::SiluMul => [IN_SILU, IN_UNSCALED].concat(),
+    }
+}
+
+/// `gemv_t1`'s input row layout and weight words for `dtype` (see `t1_supports`).
+fn t1_libs(dtype: DType, cap: u32) -> String {
+    let (row, words) = match dtype {
+        DType::F16 | DType::BF16 => (
+            include_str!("../../../shaders/lib/t1_x_f32.wgsl"),
+            include_str!("../../../shaders/lib/t1_w_half.wgsl"),
+        ),
+        _ => (
+            include_str!("../../../shaders/lib/t1_x_q8.wgsl"),
+            match dtype {
+                DType::Q8_0 => include_str!("../../../shaders/lib/t1_w_q8_0.wgsl"),
+                DType::Q4_0 => include_str!("../../../shaders/lib/t1_w_q4_0.wgsl"),
+                _ => include_str!("../../../shaders/lib/t1_w_q4_1.wgsl"),
+            },
+        ),
+    };
+    let sizes = format!(
+        "const XW: u32 = {}u;\nconst XH: u32 = {}u;\nconst XB: u32 = {}u;\n",
+        cap / 8,
+        cap / 16,
+        cap / 32
+    );
+    [sizes.as_str(), row, words].concat()
+}
+
 impl Kernel {
     /// A short unique name (pipeline labels, test output).
     pub fn name(&self) -> String {
@@ -173,6 +259,14 @@ impl Kernel {
                     GemvInput::SiluMul => "_silu",
                 };
                 format!("gemv{input}_{}_t{tokens}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
+            }
+            Kernel::GemvT1 { dtype, x_vec4, input, cap } => {
+                let input = match input {
+                    GemvInput::Plain => "",
+                    GemvInput::Norm => "_norm",
+                    GemvInput::SiluMul => "_silu",
+                };
+                format!("gemv_t1{input}_{}_c{cap}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
             }
             Kernel::Gemm { dtype, x_vec4 } => {
                 format!("gemm_{}{}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
@@ -187,12 +281,13 @@ impl Kernel {
 
     /// Whether this variant reduces through subgroup operations when the device has them.
     fn reduces(&self) -> bool {
-        matches!(self, Kernel::Gemv { .. } | Kernel::RmsNorm)
+        matches!(self, Kernel::Gemv { .. } | Kernel::GemvT1 { .. } | Kernel::RmsNorm)
     }
 
     fn file(&self) -> &'static str {
         match self {
             Kernel::Gemv { .. } => include_str!("../../../shaders/gemv.wgsl"),
+            Kernel::GemvT1 { .. } => include_str!("../../../shaders/gemv_t1.wgsl"),
             Kernel::Gemm { .. } => include_str!("../../../shaders/gemm.wgsl"),
             Kernel::GemmCoop { .. } => include_str!("../../../shaders/gemm_coop.wgsl"),
             Kernel::Embed { .. } => include_str!("../../../shaders/embed.wgsl"),
@@ -225,7 +320,11 @@ impl Kernel {
         }
         let sg = subgroups && self.reduces();
         if self.reduces() {
-            let wg = if matches!(self, Kernel::RmsNorm) { NORM_WG } else { gemv_shape().0 };
+            let wg = match self {
+                Kernel::RmsNorm => NORM_WG,
+                Kernel::GemvT1 { .. } => t1_shape().wg,
+                _ => gemv_shape().0,
+            };
             s.push_str(&format!("const WG: u32 = {wg}u;\n"));
             s.push_str(if sg { REDUCE_SUBGROUP } else { REDUCE_WORKGROUP });
         }
@@ -234,14 +333,14 @@ impl Kernel {
                 s.push_str(&weight_lib(*dtype));
                 s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
                 s.push_str(X_UNITS);
-                s.push_str(
-                    match input {
-                        GemvInput::Plain => [IN_PLAIN, IN_UNSCALED].concat(),
-                        GemvInput::Norm => IN_NORM.to_string(),
-                        GemvInput::SiluMul => [IN_SILU, IN_UNSCALED].concat(),
-                    }
-                    .as_str(),
-                );
+                s.push_str(&input_lib(*input));
+            }
+            Kernel::GemvT1 { dtype, x_vec4, input, cap } => {
+                s.push_str(&weight_lib(*dtype));
+                s.push_str(if *x_vec4 { X_VEC4 } else { X_SCALAR });
+                s.push_str(&input_lib(*input));
+                s.push_str(&t1_libs(*dtype, *cap));
+                s.push_str(&format!("const U: u32 = {}u;\n", t1_units(*dtype)));
             }
             Kernel::Gemm { dtype, x_vec4 } | Kernel::GemmCoop { dtype, x_vec4, .. } => {
                 s.push_str(&weight_lib(*dtype));
@@ -288,8 +387,10 @@ impl Kernel {
     pub fn bindings(&self) -> &'static [(u32, Access)] {
         use Access::{Read as R, ReadWrite as W};
         match self {
-            Kernel::Gemv { input: GemvInput::Norm, .. } => &[(1, R), (2, R), (3, R), (4, R), (5, W), (6, R)],
-            Kernel::Gemv { .. } | Kernel::Gemm { .. } | Kernel::GemmCoop { .. } => {
+            Kernel::Gemv { input: GemvInput::Norm, .. } | Kernel::GemvT1 { input: GemvInput::Norm, .. } => {
+                &[(1, R), (2, R), (3, R), (4, R), (5, W), (6, R)]
+            }
+            Kernel::Gemv { .. } | Kernel::GemvT1 { .. } | Kernel::Gemm { .. } | Kernel::GemmCoop { .. } => {
                 &[(1, R), (2, R), (3, R), (4, R), (5, W)]
             }
             Kernel::Embed { .. } => &[(1, R), (2, R), (3, R), (5, W)],
@@ -311,6 +412,14 @@ impl Kernel {
                 for tokens in 1..=GEMV_MAX_TOKENS as u32 {
                     for input in [GemvInput::Plain, GemvInput::Norm, GemvInput::SiluMul] {
                         v.push(Kernel::Gemv { dtype, tokens, x_vec4, input });
+                    }
+                }
+                // Quantized rows are whole blocks of 32: their x rows are always read as vec4.
+                if t1_supports(dtype) && (x_vec4 || !dtype.is_quantized()) {
+                    for input in [GemvInput::Plain, GemvInput::Norm, GemvInput::SiluMul] {
+                        for cap in T1_CAPS {
+                            v.push(Kernel::GemvT1 { dtype, x_vec4, input, cap });
+                        }
                     }
                 }
                 v.push(Kernel::Gemm { dtype, x_vec4 });

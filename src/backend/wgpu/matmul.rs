@@ -1,5 +1,5 @@
-//! Matrix products on the wgpu backend: gemvs (up to 8 tokens per dispatch, the input op folded in)
-//! for decode and batched decode, the cooperative-matrix kernel where the adapter has one, the tiled
+//! Matrix products on the wgpu backend: the one-token gemv (decode; input row built once per
+//! workgroup), gemvs (up to 8 tokens per dispatch, the input op folded in) for batched decode, the cooperative-matrix kernel where the adapter has one, the tiled
 //! f32 GEMM beyond.
 
 use super::kernels::{self, GEMM_TILE, GEMV_BATCH_TOKENS, GEMV_MAX_TOKENS, GemvInput, Kernel};
@@ -31,6 +31,18 @@ fn coop_ksplit(rows: usize, token_tiles: usize) -> u32 {
 }
 
 impl WgpuBackend {
+    /// The input-row width of the `gemv_t1` variant for one-token products with `dtype` weights of
+    /// `units` units of 32, where it runs: enabled, a format it reads, a row that fits a variant and
+    /// the device's workgroup memory.
+    fn t1_cap(&self, dtype: DType, units: usize) -> Option<u32> {
+        if !kernels::t1_shape().enabled || !kernels::t1_supports(dtype) {
+            return None;
+        }
+        let cap = kernels::T1_CAPS.into_iter().find(|&c| units * 32 <= c as usize)?;
+        let bytes = kernels::t1_workgroup_bytes(dtype, cap, self.gpu.subgroups);
+        (bytes <= self.gpu.limits.max_compute_workgroup_storage_size as u64).then_some(cap)
+    }
+
     /// `out (+)= input(x) · Wᵀ + bias`: the cooperative-matrix kernel from
     /// [`kernels::coop_min_tokens`] rows where the adapter has it, else gemvs (with the input folded
     /// in) for up to [`GEMV_BATCH_TOKENS`] rows, else the tiled GEMM. Fused input ops come with one
@@ -88,6 +100,16 @@ impl WgpuBackend {
                     }
                     Input::SiluMul => (GemvInput::SiluMul, 0.0),
                 };
+                if let Some(cap) = self.t1_cap(dtype, units).filter(|_| rows == 1) {
+                    // About one wave of workgroups, each team taking rows by grid stride.
+                    let shape = kernels::t1_shape();
+                    let teams = (shape.wg / team.clamp(4, shape.wg)) as usize;
+                    let groups = crow.div_ceil(teams).clamp(1, shape.groups as usize) as u32;
+                    let k = Kernel::GemvT1 { dtype, x_vec4, input: kind, cap };
+                    let p = [&p[..], &[eps.to_bits(), groups]].concat();
+                    self.dispatch_grid(k, &bufs, &p, (groups, 1))?;
+                    continue;
+                }
                 // Groups of up to GEMV_MAX_TOKENS tokens, each reading the weights once.
                 for t0 in (0..rows).step_by(GEMV_MAX_TOKENS) {
                     let tokens = (rows - t0).min(GEMV_MAX_TOKENS) as u32;
