@@ -607,7 +607,10 @@ impl Backend for GpuBackend {
         n: usize,
     ) -> Result<bool> {
         // One kernel only where no token of the step needs another one's key: one token per sequence.
-        if n == 0 || !self.one_token_per_seq() || self.prefill_tile(&shape, n).is_some() {
+        // `PRISM_FUSED_ATTN=0` keeps the separate kernels (A/B runs).
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let on = *ON.get_or_init(|| knob("PRISM_FUSED_ATTN", |v: &u32| *v <= 1) != Some(0));
+        if !on || n == 0 || !self.one_token_per_seq() || self.prefill_tile(&shape, n).is_some() {
             return Ok(false);
         }
         let op = "rope_attention";
