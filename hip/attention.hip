@@ -7,7 +7,8 @@
 // attention in one launch, for steps with one token per sequence: it rotates the queries as it loads
 // them from the fused q|k|v rows, the block whose split holds the token's own position rotates and
 // stores its key and value into the cache first, and the last block of a (token, kv head) to finish
-// merges the splits (a counter per pair, left at zero).
+// merges the splits (a counter per pair, left at zero), or attention_combine does when there are no
+// counters.
 #include "common.h"
 
 #define CHUNK 128      // threads per block = positions per chunk
@@ -16,19 +17,19 @@
 #define PER_THREAD (MAX_QROW / CHUNK)
 #define MIN_SPAN 16    // positions a split takes at least (short contexts use fewer splits)
 
-// Output dim dd of one (token, head) from its nsplit partials (acc[head_dim], max, sum) each: volatile,
-// since in attention_rope other blocks wrote them during this kernel.
-__device__ __forceinline__ float merge_splits(const volatile float* part, int head_dim, int nsplit, int dd) {
+// Output dim dd of one (token, head) from its nsplit partials (acc[head_dim], max, sum) each, read from
+// L2: in attention_rope other blocks wrote them during this kernel.
+__device__ __forceinline__ float merge_splits(const float* part, int head_dim, int nsplit, int dd) {
     float m = NEG_INF;
-    for (int s = 0; s < nsplit; s++) m = fmaxf(m, part[s * (head_dim + 2) + head_dim]);
+    for (int s = 0; s < nsplit; s++) m = fmaxf(m, load_l2(part + s * (head_dim + 2) + head_dim));
     float sum = 0.0f, a = 0.0f;
     for (int s = 0; s < nsplit; s++) {
-        const volatile float* ps = part + s * (head_dim + 2);
-        const float l = ps[head_dim + 1];
+        const float* ps = part + s * (head_dim + 2);
+        const float l = load_l2(ps + head_dim + 1);
         if (l > 0.0f) {
-            const float w = expf(ps[head_dim] - m);
+            const float w = expf(load_l2(ps + head_dim) - m);
             sum += l * w;
-            a += ps[dd] * w;
+            a += load_l2(ps + dd) * w;
         }
     }
     return a / sum;
@@ -152,7 +153,7 @@ __device__ __forceinline__ void attention_body(const float* q, const float* inv_
             }
         }
     }
-    if (!ROPE || nsplit == 1) return;
+    if (!ROPE || nsplit == 1 || counters == nullptr) return;  // no counters: attention_combine merges
     // The last block of this (token, kv head) to finish merges the splits of its query heads.
     __threadfence();
     __syncthreads();

@@ -109,6 +109,20 @@ impl GpuBackend {
         Ok((nsplit, s + 4 * ATTN_COUNTERS as u64, s))
     }
 
+    /// Records attention_combine: the nsplit partials of each (token, head) merged into `out`.
+    fn combine_splits(
+        &mut self,
+        part: DevPtr,
+        out: DevPtr,
+        shape: &AttnShape,
+        n: usize,
+        nsplit: usize,
+    ) -> Result<()> {
+        let args = Args::new().p(part).p(out).i(shape.head_dim).i(nsplit);
+        let block = (shape.head_dim as u32).next_multiple_of(32);
+        self.launch("attention", "attention_combine", [(n * shape.heads) as u32, 1, 1], block, args)
+    }
+
     /// The cache `kv` checked against `layer`, `shape` and the step (as the CPU backend checks them).
     fn kv_for(&self, op: &'static str, kv: KvId, layer: usize, shape: &AttnShape, n: usize) -> Result<&DKv> {
         let cache =
@@ -589,9 +603,7 @@ impl Backend for GpuBackend {
             .i(nsplit);
         self.launch("attention", "attention", [pairs as u32, nsplit as u32, 1], ATTN_BLOCK, args)?;
         if nsplit > 1 {
-            let args = Args::new().p(part).p(o).i(shape.head_dim).i(nsplit);
-            let block = (shape.head_dim as u32).next_multiple_of(32);
-            self.launch("attention", "attention_combine", [(n * shape.heads) as u32, 1, 1], block, args)?;
+            self.combine_splits(part, o, &shape, n, nsplit)?;
         }
         Ok(())
     }
@@ -607,10 +619,11 @@ impl Backend for GpuBackend {
         n: usize,
     ) -> Result<bool> {
         // One kernel only where no token of the step needs another one's key: one token per sequence.
-        // `PRISM_FUSED_ATTN=0` keeps the separate kernels (A/B runs).
-        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let on = *ON.get_or_init(|| knob("PRISM_FUSED_ATTN", |v: &u32| *v <= 1) != Some(0));
-        if !on || n == 0 || !self.one_token_per_seq() || self.prefill_tile(&shape, n).is_some() {
+        // `PRISM_FUSED_ATTN`: 0 keeps the separate kernels, 1 merges the splits in their own kernel, 2
+        // (default) in the attention kernel's last block (A/B runs).
+        static MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let mode = *MODE.get_or_init(|| knob("PRISM_FUSED_ATTN", |v: &u32| *v <= 2).unwrap_or(2));
+        if mode == 0 || n == 0 || !self.one_token_per_seq() || self.prefill_tile(&shape, n).is_some() {
             return Ok(false);
         }
         let op = "rope_attention";
@@ -624,6 +637,7 @@ impl Backend for GpuBackend {
         self.check_group(op, &shape)?;
         let pairs = n * shape.kv_heads;
         let (nsplit, part, counters) = self.decode_splits(op, &shape, n)?;
+        let counters = if mode == 2 { counters } else { 0 };
         let sd = &self.step_dev;
         let window = shape.window.map_or(0, |w| w as usize);
         let args = Args::new()
@@ -646,6 +660,9 @@ impl Backend for GpuBackend {
             .i(window)
             .i(nsplit);
         self.launch("attention", "attention_rope", [pairs as u32, nsplit as u32, 1], ATTN_BLOCK, args)?;
+        if nsplit > 1 && counters == 0 {
+            self.combine_splits(part, o, &shape, n, nsplit)?;
+        }
         Ok(true)
     }
 

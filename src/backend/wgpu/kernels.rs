@@ -35,7 +35,8 @@ pub const T1_CAPS: [u32; 4] = [1024, 2048, 4096, 8192];
 
 /// The one-token gemv's shape: whether it runs at all (`PRISM_WGPU_T1=0` keeps `gemv`, for A/B runs),
 /// invocations per workgroup (`PRISM_WGPU_T1_WG`: 64, 128, 256), most workgroups of one dispatch
-/// (`PRISM_WGPU_T1_GROUPS`: 1..=65535; about one wave of an H100) and 16-byte words per lane and step
+/// (`PRISM_WGPU_T1_GROUPS`: 1..=65535; 528 by the H100 sweep in benches/RESULTS.md, 4 per
+/// multiprocessor) and 16-byte words per lane and step
 /// (`PRISM_WGPU_T1_UNITS`: 1, 2, 4; by default 2 for the 4-bit formats, whose words are whole blocks,
 /// else 4).
 #[derive(Clone, Copy, Debug)]
@@ -51,7 +52,7 @@ pub fn t1_shape() -> T1Shape {
     *SHAPE.get_or_init(|| T1Shape {
         enabled: knob::<u32>("PRISM_WGPU_T1", |&v| v <= 1) != Some(0),
         wg: knob("PRISM_WGPU_T1_WG", |v| [64, 128, 256].contains(v)).unwrap_or(256),
-        groups: knob("PRISM_WGPU_T1_GROUPS", |v| (1..=65535).contains(v)).unwrap_or(896),
+        groups: knob("PRISM_WGPU_T1_GROUPS", |v| (1..=65535).contains(v)).unwrap_or(528),
         units: knob("PRISM_WGPU_T1_UNITS", |v| [1, 2, 4].contains(v)),
     })
 }
