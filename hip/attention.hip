@@ -17,22 +17,39 @@
 #define PER_THREAD (MAX_QROW / CHUNK)
 #define MIN_SPAN 16    // positions a split takes at least (short contexts use fewer splits)
 
-// Output dim dd of one (token, head) from its nsplit partials (acc[head_dim], max, sum) each, read from
-// L2: in attention_rope other blocks wrote them during this kernel.
-__device__ __forceinline__ float merge_splits(const float* part, int head_dim, int nsplit, int dd) {
-    float m = NEG_INF;
-    for (int s = 0; s < nsplit; s++) m = fmaxf(m, load_l2(part + s * (head_dim + 2) + head_dim));
-    float sum = 0.0f, a = 0.0f;
-    for (int s = 0; s < nsplit; s++) {
-        const float* ps = part + s * (head_dim + 2);
-        const float l = load_l2(ps + head_dim + 1);
-        if (l > 0.0f) {
-            const float w = expf(load_l2(ps + head_dim) - m);
-            sum += l * w;
-            a += load_l2(ps + dd) * w;
-        }
+#define MAX_SPLITS 32   // the host's most splits per (token, kv head)
+
+// out[h, :] for nh consecutive heads from their nsplit partials (acc[head_dim], max, sum) each
+// (part: [nh, nsplit, head_dim + 2]), with all the block's threads. Loads go to L2 (in attention_rope,
+// other blocks wrote the partials during this kernel) and are all independent of each other: each
+// (head, split)'s max and sum in one round, then each output's nsplit accumulators in one more.
+__device__ __forceinline__ void merge_splits(const float* part, float* out, int nh, int head_dim, int nsplit,
+                                             float* ms, float* ls) {
+    for (int t = threadIdx.x; t < nh * nsplit; t += blockDim.x) {
+        ms[t] = load_l2(part + (size_t)t * (head_dim + 2) + head_dim);
+        ls[t] = load_l2(part + (size_t)t * (head_dim + 2) + head_dim + 1);
     }
-    return a / sum;
+    __syncthreads();
+    for (int e = threadIdx.x; e < nh * head_dim; e += blockDim.x) {
+        const int g = e / head_dim, dd = e % head_dim;
+        const float* pg = part + (size_t)g * nsplit * (head_dim + 2) + dd;
+        float v[MAX_SPLITS];
+#pragma unroll
+        for (int s = 0; s < MAX_SPLITS; s++) v[s] = s < nsplit ? load_l2(pg + s * (head_dim + 2)) : 0.0f;
+        float m = NEG_INF;
+        for (int s = 0; s < nsplit; s++) m = fmaxf(m, ms[g * nsplit + s]);
+        float sum = 0.0f, a = 0.0f;
+#pragma unroll
+        for (int s = 0; s < MAX_SPLITS; s++) {
+            const float l = s < nsplit ? ls[g * nsplit + s] : 0.0f;
+            if (l > 0.0f) {
+                const float w = expf(ms[g * nsplit + s] - m);
+                sum += l * w;
+                a += v[s] * w;
+            }
+        }
+        out[e] = a / sum;
+    }
 }
 
 // ROPE: `q` is the step's fused q|k|v rows (see above), else its rotated queries [n, heads * head_dim].
@@ -48,6 +65,7 @@ __device__ __forceinline__ void attention_body(const float* q, const float* inv_
     __shared__ u32 offs[CHUNK];
     __shared__ float run_max[MAX_GROUP], run_sum[MAX_GROUP], factor[MAX_GROUP];
     __shared__ bool last;
+    __shared__ float merge_m[MAX_GROUP * MAX_SPLITS], merge_l[MAX_GROUP * MAX_SPLITS];
     kernel_start();
     const int tid = threadIdx.x, lane = tid % WARP, warp = tid / WARP, nwarps = CHUNK / WARP;
     const int i = blockIdx.x / kv_heads, kvh = blockIdx.x % kv_heads, split = blockIdx.y;
@@ -161,11 +179,9 @@ __device__ __forceinline__ void attention_body(const float* q, const float* inv_
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int e = tid; e < gw; e += CHUNK) {
-        const size_t h = (size_t)i * heads + kvh * group + e / head_dim;
-        out[h * head_dim + e % head_dim] = merge_splits(partial + h * nsplit * (head_dim + 2), head_dim, nsplit,
-                                                        e % head_dim);
-    }
+    const size_t h0 = (size_t)i * heads + kvh * group;
+    merge_splits(partial + h0 * nsplit * (head_dim + 2), out + h0 * head_dim, group, head_dim, nsplit, merge_m,
+                 merge_l);
     if (tid == 0) counters[blockIdx.x] = 0;
 }
 
@@ -188,8 +204,8 @@ extern "C" __global__ void attention_rope(const float* qkv, const float* inv_fre
 
 // Merges the splits of one (token, head): grid = tokens * heads, one thread per dimension.
 extern "C" __global__ void attention_combine(const float* partial, float* out, int head_dim, int nsplit) {
+    __shared__ float ms[MAX_SPLITS], ls[MAX_SPLITS];
     kernel_start();
-    if ((int)threadIdx.x < head_dim)
-        out[(size_t)blockIdx.x * head_dim + threadIdx.x] =
-            merge_splits(partial + (size_t)blockIdx.x * nsplit * (head_dim + 2), head_dim, nsplit, threadIdx.x);
+    merge_splits(partial + (size_t)blockIdx.x * nsplit * (head_dim + 2), out + (size_t)blockIdx.x * head_dim, 1,
+                 head_dim, nsplit, ms, ls);
 }

@@ -30,6 +30,8 @@ const ATTN_BLOCK: u32 = 128;
 /// (token, kv head) pairs from which decode attention runs as one split each (below, each pair has a
 /// counter of finished splits in the scratch).
 const ATTN_COUNTERS: usize = 128;
+/// Most splits of one (token, kv head) pair (hip/attention.hip's MAX_SPLITS).
+const ATTN_MAX_SPLITS: usize = 32;
 /// Blocks decode attention aims at (split across the (token, kv head) pairs, up to 32 splits each);
 /// `PRISM_ATTN_BLOCKS` overrides it (tuning runs).
 fn decode_blocks() -> usize {
@@ -100,7 +102,8 @@ impl GpuBackend {
         n: usize,
     ) -> Result<(usize, DevPtr, DevPtr)> {
         let pairs = n * shape.kv_heads;
-        let nsplit = if pairs >= ATTN_COUNTERS { 1 } else { (decode_blocks() / pairs).clamp(1, 32) };
+        let nsplit =
+            if pairs >= ATTN_COUNTERS { 1 } else { (decode_blocks() / pairs).clamp(1, ATTN_MAX_SPLITS) };
         if nsplit == 1 {
             return Ok((1, 0, 0));
         }
