@@ -4,7 +4,9 @@
 // workgroup reductions; then the invocations split into G = 128 / (head_dim/4) groups, group g
 // summing the weighted values of positions g, g + G, ... (each invocation one vec4 of the output),
 // and the groups' partial outputs are added at the end. GQA: query head h reads kv head
-// h / (heads / kv_heads). Included before this file: lib/step.wgsl.
+// h / (heads / kv_heads). Included before this file: lib/step.wgsl, and the inputs: lib/attn_cached.wgsl
+// (rotated queries, everything in the cache) or lib/cos_sin.wgsl + lib/attn_rope.wgsl (decode with
+// RoPE and the KV store folded in: the token's own key and value come from `own_key` / `own_value`).
 struct Params {
     heads: u32,
     kv_heads: u32,
@@ -15,18 +17,23 @@ struct Params {
     groups_x: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;       // [n, heads, head_dim/4]
-@group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>; // [rows, kv_heads, head_dim/4]
-@group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> step: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>; // [n, heads, head_dim/4]
 
+alias E = vec4<f32>;
+const LANES: u32 = 4u;
+const QN: u32 = 64u;
 const CH: u32 = 128u;
-var<workgroup> qs: array<vec4<f32>, 64>;
+var<workgroup> qs: array<vec4<f32>, QN>;
 var<workgroup> weights: array<f32, CH>; // e^(score − max) of each position of the chunk
 var<workgroup> rows: array<u32, CH>;    // cache row of each position of the chunk
 var<workgroup> red: array<f32, CH>;
 var<workgroup> part: array<vec4<f32>, CH>;
+
+// An E of LANES floats (the RoPE prologue builds the query, key and value from floats).
+fn e_from(f: array<f32, LANES>) -> E {
+    return E(f[0], f[1], f[2], f[3]);
+}
 
 // Max (`is_max`) or sum of `v` over the workgroup. Call from uniform control flow.
 fn reduce(v: f32, lid: u32, is_max: bool) -> f32 {
@@ -57,9 +64,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if p.window != 0u && pos + 1u > p.window {
         lo = pos + 1u - p.window;
     }
-    for (var d = lid; d < hd4; d += CH) {
-        qs[d] = q[(i * p.heads + h) * hd4 + d];
-    }
+    load_query(i, h, kvh, s, pos, lid);
     let n_groups = CH / hd4;
     let g = lid / hd4; // this invocation's group and output vec4
     let d4 = lid % hd4;
@@ -68,15 +73,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var acc = vec4<f32>(0.0);
     for (var c0 = lo; c0 <= pos; c0 += CH) {
         let cnt = min(CH, pos + 1u - c0);
+        // The index in the chunk of the token's own position when it is not read from the cache
+        // (it is the chunk's last), else CH (none).
+        let own = select(CH, pos - c0, OWN_KV && pos - c0 < CH);
         workgroupBarrier(); // qs written; the previous chunk's weights and rows read
         var score = -3.0e38;
         if lid < cnt {
-            let r = kv_row(s, c0 + lid, p.block_size);
-            rows[lid] = r;
-            let kb = r * kw4 + kvh * hd4;
             var dot4 = vec4<f32>(0.0);
-            for (var d = 0u; d < hd4; d++) {
-                dot4 = fma(qs[d], k_cache[kb + d], dot4);
+            if lid == own {
+                for (var d = 0u; d < hd4; d++) {
+                    dot4 = fma(qs[d], own_key(d), dot4);
+                }
+            } else {
+                let r = kv_row(s, c0 + lid, p.block_size);
+                rows[lid] = r;
+                let kb = r * kw4 + kvh * hd4;
+                for (var d = 0u; d < hd4; d++) {
+                    dot4 = fma(qs[d], k_cache[kb + d], dot4);
+                }
             }
             score = ((dot4.x + dot4.y) + (dot4.z + dot4.w)) * p.scale;
         }
@@ -88,8 +102,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         acc *= alpha;
         m = cmax;
         if g < n_groups {
-            for (var j = g; j < cnt; j += n_groups) {
+            let cached = min(cnt, own);
+            for (var j = g; j < cached; j += n_groups) {
                 acc = fma(vec4<f32>(weights[j]), v_cache[rows[j] * kw4 + kvh * hd4 + d4], acc);
+            }
+            // The own position is the chunk's last: added in the same order as from the cache.
+            if own < cnt && own % n_groups == g {
+                acc = fma(vec4<f32>(weights[own]), own_value(d4), acc);
             }
         }
     }

@@ -8,7 +8,7 @@ mod ops;
 
 use prism::backend::cpu::CpuBackend;
 use prism::backend::wgpu::{WgpuBackend, WgpuOptions, kernels};
-use prism::backend::{Backend, DType, HostBytes, HostTensor, MatmulMode};
+use prism::backend::{AttnShape, Backend, DType, HostBytes, HostTensor, KvSpec, MatmulMode, StepBatch};
 
 /// The first adapter's backend, or `None` (with the reason printed) where none exists and none is
 /// required.
@@ -102,6 +102,56 @@ fn weights_larger_than_a_binding_are_split() {
             results.push(got);
         }
         assert_eq!(results[0], results[1], "{dtype}: split and whole weights differ");
+    }
+}
+
+/// Decode steps through the fused kernel (`rope_attention`: RoPE, the KV store and attention in one
+/// dispatch) give the same numbers (bit for bit on lavapipe) as `rope_store_kv` then `attention`, on
+/// caches of their own, for
+/// the vec4 and the scalar kernel; later steps read the keys and values the fused kernel stored.
+#[test]
+fn fused_decode_attention_matches_the_two_dispatches() {
+    let Some(mut b) = backend(None) else { return };
+    for (heads, kv_heads, head_dim, window) in [(6, 2, 64, None), (3, 1, 34, Some(7))] {
+        let shape = AttnShape { heads, kv_heads, head_dim, scale: 0.125, window };
+        let spec = KvSpec { layers: 1, blocks: 12, block_size: 4, kv_heads, head_dim };
+        let (qw, xw) = (shape.q_width(), shape.qkv_width());
+        let step = |toks: &[(u32, u32)]| StepBatch {
+            tokens: vec![0; toks.len()],
+            positions: toks.iter().map(|t| t.1).collect(),
+            token_seq: toks.iter().map(|t| t.0).collect(),
+            block_table_start: vec![0, 5],
+            block_table_len: vec![5, 5],
+            block_tables: vec![7, 2, 9, 0, 4, 11, 1, 8, 3, 6],
+            output_rows: vec![],
+        };
+        let inv: Vec<f32> =
+            (0..head_dim / 2).map(|i| 1.0 / 10000f32.powf(i as f32 / head_dim as f32)).collect();
+        let inv = b.upload(&inv).unwrap();
+        let (fused, plain) = (b.alloc_kv(spec).unwrap(), b.alloc_kv(spec).unwrap());
+        let prefill: Vec<(u32, u32)> = (0..9).map(|p| (0, p)).chain((0..5).map(|p| (1, p))).collect();
+        let decode: [&[(u32, u32)]; 4] = [&[(0, 9), (1, 5)], &[(1, 6)], &[(1, 7), (0, 10)], &[(0, 11)]];
+        for (k, toks) in std::iter::once(&prefill[..]).chain(decode).enumerate() {
+            let n = toks.len();
+            let x: Vec<f32> =
+                (0..n * xw).map(|i| (((i + 131 * k) * 7919 % 263) as f32 - 131.0) / 97.0).collect();
+            b.set_step(&step(toks)).unwrap();
+            let (xb, q, out) = (b.upload(&x).unwrap(), b.alloc(n * qw).unwrap(), b.alloc(n * qw).unwrap());
+            let mut got = Vec::new();
+            for kv in [fused, plain] {
+                if k > 0 && kv == fused {
+                    b.rope_attention(xb, inv, q, kv, 0, out, shape, n).unwrap();
+                } else {
+                    b.rope_store_kv(xb, inv, q, kv, 0, shape, n).unwrap();
+                    b.attention(q, kv, 0, out, shape, n).unwrap();
+                }
+                let mut o = vec![0f32; n * qw];
+                b.download(out, &mut o).unwrap();
+                got.push(o);
+            }
+            let diff = got[0].iter().zip(&got[1]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff <= 1e-6, "head_dim {head_dim}, step {k}: fused and separate differ by {diff}");
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! storage buffer written once per step. Weights stay in their stored format (see `wgpu/weights.rs`)
 //! and are dequantized inside the kernels.
 
+mod attention;
 mod device;
 pub mod kernels;
 mod matmul;
@@ -641,11 +642,21 @@ impl Backend for WgpuBackend {
             shape.scale.to_bits(),
         ];
         let groups = mul(op, n, shape.heads)? as u64;
-        let k_attn = match shape.head_dim % 4 {
-            0 => Kernel::AttentionV4,
-            _ => Kernel::Attention,
-        };
+        let k_attn = attention::attention_kernel(shape.head_dim, false);
         self.dispatch(k_attn, &[qb, k, v, self.step_buf, ob], &p, groups, true)
+    }
+
+    fn fused_rope_attention(
+        &mut self,
+        qkv: BufId,
+        inv_freq: BufId,
+        kv: KvId,
+        layer: usize,
+        out: BufId,
+        shape: AttnShape,
+        n: usize,
+    ) -> Result<bool> {
+        self.record_rope_attention(qkv, inv_freq, kv, layer, out, shape, n)
     }
 
     fn silu_mul(&mut self, gate_up: BufId, out: BufId, rows: usize, ffn: usize) -> Result<()> {

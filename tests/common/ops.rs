@@ -499,20 +499,20 @@ impl Attention {
         Self::build(seed, (heads, kv_heads, head_dim, window), 16, &tables, [7, 9, 1], true, false)
     }
 
-    /// [`Attention::new`] or [`Attention::long`]'s prefills, then three decode steps through
-    /// `rope_attention`: all three sequences, sequence 1 alone, sequences 0 and 1.
+    /// [`Attention::new`], [`Attention::long`] or [`Attention::chunks`]'s prefills, then three decode
+    /// steps through `rope_attention`: all three sequences, sequence 1 alone, sequences 0 and 1.
     fn decode(
         seed: u64,
         heads: usize,
         kv_heads: usize,
         head_dim: usize,
         window: Option<u32>,
-        long: bool,
+        prefill: Prefill,
     ) -> Self {
-        let mut a = if long {
-            Self::long(seed, heads, kv_heads, head_dim, window)
-        } else {
-            Self::new(seed, heads, kv_heads, head_dim, window)
+        let mut a = match prefill {
+            Prefill::Short => Self::new(seed, heads, kv_heads, head_dim, window),
+            Prefill::Long => Self::long(seed, heads, kv_heads, head_dim, window),
+            Prefill::Chunks => Self::chunks(seed, heads, kv_heads, head_dim, window),
         };
         let l = |s: usize| a.steps[0].token_seq.iter().filter(|&&t| t as usize == s).count() as u32;
         let (l0, l1, l2) = (l(0), l(1), l(2));
@@ -540,6 +540,15 @@ impl Attention {
         let tables: [&[u32]; 3] =
             [&[17, 3, 22, 8, 0, 13, 6, 20, 11, 1, 15, 9], &[4, 19, 12, 2, 23, 7, 16], &[10]];
         Self::build(seed, (heads, kv_heads, head_dim, window), 24, &tables, [45, 23, 3], false, false)
+    }
+
+    /// A prefill longer than attention kernels' chunks of positions (lengths 150, 23, 3, one
+    /// sequence after the other), so that decode steps read several chunks.
+    fn chunks(seed: u64, heads: usize, kv_heads: usize, head_dim: usize, window: Option<u32>) -> Self {
+        // 40 + 7 + 1 blocks of 4 positions, scattered over a pool of 48.
+        let pool: Vec<u32> = (0..48).map(|b| (b * 29 + 7) % 48).collect();
+        let tables: [&[u32]; 3] = [&pool[..40], &pool[40..47], &pool[47..]];
+        Self::build(seed, (heads, kv_heads, head_dim, window), 48, &tables, [150, 23, 3], false, false)
     }
 
     fn build(
@@ -590,6 +599,14 @@ impl Attention {
             (0..head_dim / 2).map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / head_dim as f32)).collect();
         Attention { shape, spec, steps, qkv, inv_freq, fused }
     }
+}
+
+/// The prefill before [`Attention::decode`]'s steps.
+#[derive(Clone, Copy)]
+enum Prefill {
+    Short,
+    Long,
+    Chunks,
 }
 
 /// A rotated key and its value, each `kv_width`.
@@ -807,10 +824,17 @@ pub fn cases() -> Vec<Box<dyn OpCase>> {
     v.push(Box::new(Attention::long(next(), 8, 2, 64, None)));
     v.push(Box::new(Attention::long(next(), 6, 2, 128, Some(20))));
     v.push(Box::new(Attention::long(next(), 4, 4, 32, None)));
-    v.push(Box::new(Attention::decode(next(), 4, 2, 16, None, false)));
-    v.push(Box::new(Attention::decode(next(), 6, 2, 12, Some(5), false)));
-    v.push(Box::new(Attention::decode(next(), 8, 2, 64, None, true)));
-    v.push(Box::new(Attention::decode(next(), 6, 2, 128, Some(20), true)));
+    v.push(Box::new(Attention::decode(next(), 4, 2, 16, None, Prefill::Short)));
+    v.push(Box::new(Attention::decode(next(), 6, 2, 12, Some(5), Prefill::Short)));
+    v.push(Box::new(Attention::decode(next(), 8, 2, 64, None, Prefill::Long)));
+    v.push(Box::new(Attention::decode(next(), 6, 2, 128, Some(20), Prefill::Long)));
+    // head_dim not a multiple of 4 (the scalar kernels), GQA groups of 3.
+    v.push(Box::new(Attention::decode(next(), 3, 1, 34, None, Prefill::Short)));
+    v.push(Box::new(Attention::decode(next(), 6, 2, 10, Some(6), Prefill::Long)));
+    // Several chunks of positions; the window's first chunk starting mid-sequence.
+    v.push(Box::new(Attention::decode(next(), 4, 1, 32, None, Prefill::Chunks)));
+    v.push(Box::new(Attention::decode(next(), 4, 2, 18, Some(130), Prefill::Chunks)));
+    v.push(Box::new(Attention::decode(next(), 2, 2, 256, Some(140), Prefill::Chunks)));
     v
 }
 

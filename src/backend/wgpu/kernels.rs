@@ -152,9 +152,15 @@ pub enum Kernel {
     ArgmaxPartial,
     Argmax,
     RopeStoreKv,
-    Attention,
+    /// Attention; `rope`: of a decode step, with RoPE and the KV store folded in (reads the fused
+    /// qkv rows, see `lib/attn_rope.wgsl`).
+    Attention {
+        rope: bool,
+    },
     /// Attention for head_dim a multiple of 4 (vec4 loads, parallel value sums).
-    AttentionV4,
+    AttentionV4 {
+        rope: bool,
+    },
 }
 
 /// Weight formats with kernels.
@@ -214,6 +220,9 @@ const IN_PLAIN: &str = include_str!("../../../shaders/lib/in_plain.wgsl");
 const IN_NORM: &str = include_str!("../../../shaders/lib/in_norm.wgsl");
 const IN_SILU: &str = include_str!("../../../shaders/lib/in_silu.wgsl");
 const IN_UNSCALED: &str = include_str!("../../../shaders/lib/in_unscaled.wgsl");
+const COS_SIN: &str = include_str!("../../../shaders/lib/cos_sin.wgsl");
+const ATTN_CACHED: &str = include_str!("../../../shaders/lib/attn_cached.wgsl");
+const ATTN_ROPE: &str = include_str!("../../../shaders/lib/attn_rope.wgsl");
 
 /// The input libraries of a gemv: `in4`, and `input_scales` (the RMS norm's factor, else 1).
 fn input_lib(input: GemvInput) -> String {
@@ -276,6 +285,8 @@ impl Kernel {
                 format!("gemm_coop_{}{}_k{ksplit}", dtype.name(), if *x_vec4 { "_v4" } else { "" })
             }
             Kernel::Embed { dtype } => format!("embed_{}", dtype.name()),
+            Kernel::Attention { rope } => format!("attention{}", if *rope { "_rope" } else { "" }),
+            Kernel::AttentionV4 { rope } => format!("attention_v4{}", if *rope { "_rope" } else { "" }),
             other => format!("{other:?}").to_lowercase(),
         }
     }
@@ -299,8 +310,8 @@ impl Kernel {
             Kernel::GatherRows => include_str!("../../../shaders/gather_rows.wgsl"),
             Kernel::Argmax | Kernel::ArgmaxPartial => include_str!("../../../shaders/argmax.wgsl"),
             Kernel::RopeStoreKv => include_str!("../../../shaders/rope_store_kv.wgsl"),
-            Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
-            Kernel::AttentionV4 => include_str!("../../../shaders/attention_v4.wgsl"),
+            Kernel::Attention { .. } => include_str!("../../../shaders/attention.wgsl"),
+            Kernel::AttentionV4 { .. } => include_str!("../../../shaders/attention_v4.wgsl"),
         }
     }
 
@@ -353,8 +364,14 @@ impl Kernel {
                 s.push_str(&weight_lib(*dtype));
                 s.push_str(STEP_LIB);
             }
-            Kernel::GatherRows | Kernel::RopeStoreKv | Kernel::Attention | Kernel::AttentionV4 => {
-                s.push_str(STEP_LIB)
+            Kernel::GatherRows => s.push_str(STEP_LIB),
+            Kernel::RopeStoreKv => s.push_str(&[STEP_LIB, COS_SIN].concat()),
+            Kernel::Attention { rope } | Kernel::AttentionV4 { rope } => {
+                s.push_str(STEP_LIB);
+                match rope {
+                    true => s.push_str(&[COS_SIN, ATTN_ROPE].concat()),
+                    false => s.push_str(ATTN_CACHED),
+                }
             }
             _ => {}
         }
@@ -401,7 +418,12 @@ impl Kernel {
             Kernel::CopyWithin => &[(2, W)],
             Kernel::GatherRows => &[(1, R), (2, W), (3, R)],
             Kernel::RopeStoreKv => &[(1, R), (2, R), (3, R), (4, W), (5, W), (6, W)],
-            Kernel::Attention | Kernel::AttentionV4 => &[(1, R), (2, R), (3, R), (4, R), (5, W)],
+            Kernel::Attention { rope: false } | Kernel::AttentionV4 { rope: false } => {
+                &[(1, R), (2, R), (3, R), (4, R), (5, W)]
+            }
+            Kernel::Attention { rope: true } | Kernel::AttentionV4 { rope: true } => {
+                &[(1, R), (2, W), (3, W), (4, R), (5, W), (6, R)]
+            }
         }
     }
 
@@ -440,9 +462,10 @@ impl Kernel {
             Kernel::ArgmaxPartial,
             Kernel::Argmax,
             Kernel::RopeStoreKv,
-            Kernel::Attention,
-            Kernel::AttentionV4,
         ]);
+        for rope in [false, true] {
+            v.extend([Kernel::Attention { rope }, Kernel::AttentionV4 { rope }]);
+        }
         v
     }
 
