@@ -38,6 +38,10 @@ fn decode_blocks() -> usize {
     static BLOCKS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *BLOCKS.get_or_init(|| knob("PRISM_ATTN_BLOCKS", |&v| v >= 1).unwrap_or(264))
 }
+/// Splits per pair of decode attention over `pairs` (token, kv head) pairs.
+fn decode_split_count(pairs: usize) -> usize {
+    if pairs >= ATTN_COUNTERS { 1 } else { (decode_blocks() / pairs.max(1)).clamp(1, ATTN_MAX_SPLITS) }
+}
 /// Threads of the flash prefill kernel (hip/attention_prefill.hip), and the average run of tokens of
 /// one sequence from which a step goes to it.
 const PREFILL_BLOCK: u32 = 128;
@@ -101,9 +105,7 @@ impl GpuBackend {
         shape: &AttnShape,
         n: usize,
     ) -> Result<(usize, DevPtr, DevPtr)> {
-        let pairs = n * shape.kv_heads;
-        let nsplit =
-            if pairs >= ATTN_COUNTERS { 1 } else { (decode_blocks() / pairs).clamp(1, ATTN_MAX_SPLITS) };
+        let nsplit = decode_split_count(n * shape.kv_heads);
         if nsplit == 1 {
             return Ok((1, 0, 0));
         }
@@ -622,11 +624,22 @@ impl Backend for GpuBackend {
         n: usize,
     ) -> Result<bool> {
         // One kernel only where no token of the step needs another one's key: one token per sequence.
-        // `PRISM_FUSED_ATTN`: 0 keeps the separate kernels, 1 merges the splits in their own kernel, 2
-        // (default) in the attention kernel's last block (A/B runs).
-        static MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-        let mode = *MODE.get_or_init(|| knob("PRISM_FUSED_ATTN", |v: &u32| *v <= 2).unwrap_or(2));
-        if mode == 0 || n == 0 || !self.one_token_per_seq() || self.prefill_tile(&shape, n).is_some() {
+        // `PRISM_FUSED_ATTN` (A/B runs): 0 keeps the separate kernels, 1 folds RoPE and the KV store into
+        // attention, 2 also merges the splits in attention's last block (slower on the H100).
+        static MODE: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+        let forced = *MODE.get_or_init(|| knob("PRISM_FUSED_ATTN", |v: &u32| *v <= 2));
+        if n == 0 || !self.one_token_per_seq() || self.prefill_tile(&shape, n).is_some() {
+            return Ok(false);
+        }
+        // By default folded where the attention grid does not fill the GPU (135M: 96 blocks on 132
+        // multiprocessors, +1.5-7 % tg128); with a fuller grid (1B: 256 blocks) its blocks waiting on the
+        // qkv gemv measured 3-4 % slower on quantized weights (benches/RESULTS.md).
+        let pairs = n * shape.kv_heads;
+        let mode = forced.unwrap_or_else(|| {
+            let blocks = pairs * decode_split_count(pairs);
+            u32::from(self.multiprocessors > 0 && blocks < self.multiprocessors as usize)
+        });
+        if mode == 0 {
             return Ok(false);
         }
         let op = "rope_attention";
@@ -638,7 +651,6 @@ impl Backend for GpuBackend {
         let fp = self.f32s(op, "inv_freq", inv_freq, shape.head_dim / 2)?;
         let o = self.f32s(op, "out", out, mul(op, n, shape.q_width())?)?;
         self.check_group(op, &shape)?;
-        let pairs = n * shape.kv_heads;
         let (nsplit, part, counters) = self.decode_splits(op, &shape, n)?;
         let counters = if mode == 2 { counters } else { 0 };
         let sd = &self.step_dev;
