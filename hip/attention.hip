@@ -3,12 +3,10 @@
 // share the kv head, walking the split's positions in chunks of blockDim.x (one position per thread
 // for the scores, one (head, dim) output per thread for the weighted values) with an online softmax.
 // Decode uses many splits (flash-decoding): each writes (acc, max, sum) and attention_combine merges
-// them; with one split the block writes the output itself. `attention_rope` is the decode step's whole
-// attention in one launch, for steps with one token per sequence: it rotates the queries as it loads
-// them from the fused q|k|v rows, the block whose split holds the token's own position rotates and
-// stores its key and value into the cache first, and the last block of a (token, kv head) to finish
-// merges the splits (a counter per pair, left at zero), or attention_combine does when there are no
-// counters.
+// them; with one split the block writes the output itself. `attention_rope` is the same kernel for
+// decode steps (one token per sequence) with rope_store_kv folded in: it rotates the queries as it
+// loads them from the fused q|k|v rows, and the block whose split holds the token's own position
+// rotates and stores its key and value into the cache first.
 #include "common.h"
 
 #define CHUNK 128      // threads per block = positions per chunk
@@ -19,43 +17,40 @@
 
 #define MAX_SPLITS 32   // the host's most splits per (token, kv head)
 
-// out[h, :] for nh consecutive heads from their nsplit partials (acc[head_dim], max, sum) each
-// (part: [nh, nsplit, head_dim + 2]), with all the block's threads. Loads go to L2 (in attention_rope,
-// other blocks wrote the partials during this kernel) and are all independent of each other: each
-// (head, split)'s max and sum in one round, then each output's nsplit accumulators in one more.
-__device__ __forceinline__ void merge_splits(const float* part, float* out, int nh, int head_dim, int nsplit,
-                                             float* ms, float* ls) {
-    for (int t = threadIdx.x; t < nh * nsplit; t += blockDim.x) {
-        ms[t] = load_l2(part + (size_t)t * (head_dim + 2) + head_dim);
-        ls[t] = load_l2(part + (size_t)t * (head_dim + 2) + head_dim + 1);
+// out[:] of one (token, head) from its nsplit partials (acc[head_dim], max, sum) each (part: [nsplit,
+// head_dim + 2]), with all the block's threads. The loads are independent of each other: every split's
+// max and sum in one round, then each output's nsplit accumulators in one more.
+__device__ __forceinline__ void merge_splits(const float* part, float* out, int head_dim, int nsplit, float* ms,
+                                             float* ls) {
+    for (int s = threadIdx.x; s < nsplit; s += blockDim.x) {
+        ms[s] = part[(size_t)s * (head_dim + 2) + head_dim];
+        ls[s] = part[(size_t)s * (head_dim + 2) + head_dim + 1];
     }
     __syncthreads();
-    for (int e = threadIdx.x; e < nh * head_dim; e += blockDim.x) {
-        const int g = e / head_dim, dd = e % head_dim;
-        const float* pg = part + (size_t)g * nsplit * (head_dim + 2) + dd;
+    float m = NEG_INF;
+    for (int s = 0; s < nsplit; s++) m = fmaxf(m, ms[s]);
+    for (int dd = threadIdx.x; dd < head_dim; dd += blockDim.x) {
         float v[MAX_SPLITS];
 #pragma unroll
-        for (int s = 0; s < MAX_SPLITS; s++) v[s] = s < nsplit ? load_l2(pg + s * (head_dim + 2)) : 0.0f;
-        float m = NEG_INF;
-        for (int s = 0; s < nsplit; s++) m = fmaxf(m, ms[g * nsplit + s]);
+        for (int s = 0; s < MAX_SPLITS; s++) v[s] = s < nsplit ? part[s * (head_dim + 2) + dd] : 0.0f;
         float sum = 0.0f, a = 0.0f;
 #pragma unroll
         for (int s = 0; s < MAX_SPLITS; s++) {
-            const float l = s < nsplit ? ls[g * nsplit + s] : 0.0f;
+            const float l = s < nsplit ? ls[s] : 0.0f;
             if (l > 0.0f) {
-                const float w = expf(ms[g * nsplit + s] - m);
+                const float w = expf(ms[s] - m);
                 sum += l * w;
                 a += v[s] * w;
             }
         }
-        out[e] = a / sum;
+        out[dd] = a / sum;
     }
 }
 
 // ROPE: `q` is the step's fused q|k|v rows (see above), else its rotated queries [n, heads * head_dim].
 template <bool ROPE>
 __device__ __forceinline__ void attention_body(const float* q, const float* inv_freq, float* k_cache,
-                                               float* v_cache, float* out, float* partial, u32* counters,
+                                               float* v_cache, float* out, float* partial,
                                                const u32* positions, const u32* token_seq,
                                                const u32* table_start, const u32* tables, int heads,
                                                int kv_heads, int head_dim, int block_size, float scale,
@@ -64,8 +59,6 @@ __device__ __forceinline__ void attention_body(const float* q, const float* inv_
     __shared__ float sc[MAX_GROUP * CHUNK];
     __shared__ u32 offs[CHUNK];
     __shared__ float run_max[MAX_GROUP], run_sum[MAX_GROUP], factor[MAX_GROUP];
-    __shared__ bool last;
-    __shared__ float merge_m[MAX_GROUP * MAX_SPLITS], merge_l[MAX_GROUP * MAX_SPLITS];
     kernel_start();
     const int tid = threadIdx.x, lane = tid % WARP, warp = tid / WARP, nwarps = CHUNK / WARP;
     const int i = blockIdx.x / kv_heads, kvh = blockIdx.x % kv_heads, split = blockIdx.y;
@@ -171,41 +164,28 @@ __device__ __forceinline__ void attention_body(const float* q, const float* inv_
             }
         }
     }
-    if (!ROPE || nsplit == 1 || counters == nullptr) return;  // no counters: attention_combine merges
-    // The last block of this (token, kv head) to finish merges the splits of its query heads.
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) last = atomicAdd(&counters[blockIdx.x], 1u) == (u32)nsplit - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    const size_t h0 = (size_t)i * heads + kvh * group;
-    merge_splits(partial + h0 * nsplit * (head_dim + 2), out + h0 * head_dim, group, head_dim, nsplit, merge_m,
-                 merge_l);
-    if (tid == 0) counters[blockIdx.x] = 0;
 }
 
 extern "C" __global__ void attention(const float* q, float* k_cache, float* v_cache, float* out, float* partial,
                                      const u32* positions, const u32* token_seq, const u32* table_start,
                                      const u32* tables, int heads, int kv_heads, int head_dim, int block_size,
                                      float scale, int window, int nsplit) {
-    attention_body<false>(q, nullptr, k_cache, v_cache, out, partial, nullptr, positions, token_seq, table_start,
-                          tables, heads, kv_heads, head_dim, block_size, scale, window, nsplit);
+    attention_body<false>(q, nullptr, k_cache, v_cache, out, partial, positions, token_seq, table_start, tables,
+                          heads, kv_heads, head_dim, block_size, scale, window, nsplit);
 }
 
 extern "C" __global__ void attention_rope(const float* qkv, const float* inv_freq, float* k_cache, float* v_cache,
-                                          float* out, float* partial, u32* counters, const u32* positions,
-                                          const u32* token_seq, const u32* table_start, const u32* tables,
-                                          int heads, int kv_heads, int head_dim, int block_size, float scale,
-                                          int window, int nsplit) {
-    attention_body<true>(qkv, inv_freq, k_cache, v_cache, out, partial, counters, positions, token_seq,
-                         table_start, tables, heads, kv_heads, head_dim, block_size, scale, window, nsplit);
+                                          float* out, float* partial, const u32* positions, const u32* token_seq,
+                                          const u32* table_start, const u32* tables, int heads, int kv_heads,
+                                          int head_dim, int block_size, float scale, int window, int nsplit) {
+    attention_body<true>(qkv, inv_freq, k_cache, v_cache, out, partial, positions, token_seq, table_start, tables,
+                         heads, kv_heads, head_dim, block_size, scale, window, nsplit);
 }
 
 // Merges the splits of one (token, head): grid = tokens * heads, one thread per dimension.
 extern "C" __global__ void attention_combine(const float* partial, float* out, int head_dim, int nsplit) {
     __shared__ float ms[MAX_SPLITS], ls[MAX_SPLITS];
     kernel_start();
-    merge_splits(partial + (size_t)blockIdx.x * nsplit * (head_dim + 2), out + (size_t)blockIdx.x * head_dim, 1,
+    merge_splits(partial + (size_t)blockIdx.x * nsplit * (head_dim + 2), out + (size_t)blockIdx.x * head_dim,
                  head_dim, nsplit, ms, ls);
 }

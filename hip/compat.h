@@ -20,8 +20,6 @@ __device__ __forceinline__ unsigned short f32_to_f16(float f) {
 }
 // c + the sum of the products of the 4 signed bytes of a and b (dp4a, sm_61 and later).
 __device__ __forceinline__ int dot4_i8(int a, int b, int c) { return __dp4a(a, b, c); }
-// A load from L2, past the multiprocessor's L1 (which is not coherent with other blocks' writes).
-__device__ __forceinline__ float load_l2(const float* p) { return __ldcg(p); }
 // Programmatic dependent launch (sm_90 and later; the host launches overlapping only there): a kernel
 // may start while the kernel before it still runs. grid_dep_wait() returns once that kernel has finished
 // and its writes are visible; grid_dep_launch() lets the next kernel start its blocks.
@@ -57,8 +55,6 @@ __device__ __forceinline__ int dot4_i8(int a, int b, int c) {
            (int)(signed char)(a >> 16) * (int)(signed char)(b >> 16) + (a >> 24) * (b >> 24);
 #endif
 }
-// A load of what other blocks wrote: plain, since the fence before it (__threadfence) invalidated L1.
-__device__ __forceinline__ float load_l2(const float* p) { return *p; }
 // HIP launches every kernel after the one before it has finished: nothing to wait for.
 __device__ __forceinline__ void grid_dep_wait() {}
 __device__ __forceinline__ void grid_dep_launch() {}

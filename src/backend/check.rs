@@ -192,6 +192,25 @@ pub fn rope_store_kv_args<B: ActBuffers + ?Sized>(
     ])
 }
 
+/// `rope_attention` arguments (the fused op): `[qkv, inv_freq, out]`.
+pub fn rope_attention_args<B: ActBuffers + ?Sized>(
+    b: &B,
+    qkv: BufId,
+    inv_freq: BufId,
+    out: BufId,
+    shape: &AttnShape,
+    n: usize,
+) -> Result<[B::Handle; 3]> {
+    let op = "rope_attention";
+    distinct(op, qkv, out)?;
+    distinct(op, inv_freq, out)?;
+    Ok([
+        b.f32s(op, "qkv", qkv, mul(op, n, shape.qkv_width())?)?,
+        b.f32s(op, "inv_freq", inv_freq, shape.head_dim / 2)?,
+        b.f32s(op, "out", out, mul(op, n, shape.q_width())?)?,
+    ])
+}
+
 /// `silu_mul` arguments: `[gate_up, out]` and the output element count `rows · ffn`.
 pub fn silu_mul_args<B: ActBuffers + ?Sized>(
     b: &B,

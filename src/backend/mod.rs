@@ -154,6 +154,13 @@ impl StepBatch {
     }
 
     /// Number of token rows in the step.
+    /// Whether every token is the only one of its sequence (a decode step): then no token attends to
+    /// a key another token of the step stores.
+    pub fn one_token_per_seq(&self) -> bool {
+        let mut seen = vec![false; self.block_table_start.len()];
+        self.token_seq.iter().all(|&s| seen.get_mut(s as usize).is_some_and(|b| !std::mem::replace(b, true)))
+    }
+
     pub fn n_tokens(&self) -> usize {
         self.tokens.len()
     }

@@ -633,14 +633,7 @@ impl Backend for WgpuBackend {
         let ql = mul(op, n, shape.q_width())?;
         let qb = self.f32s(op, "q", q, ql)?;
         let ob = self.f32s(op, "out", out, ql)?;
-        let p = [
-            shape.heads as u32,
-            shape.kv_heads as u32,
-            shape.head_dim as u32,
-            spec.block_size as u32,
-            shape.window.unwrap_or(0),
-            shape.scale.to_bits(),
-        ];
+        let p = attention::attention_params(op, &shape, spec.block_size)?;
         let groups = mul(op, n, shape.heads)? as u64;
         let k_attn = attention::attention_kernel(shape.head_dim, false);
         self.dispatch(k_attn, &[qb, k, v, self.step_buf, ob], &p, groups, true)

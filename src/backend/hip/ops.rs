@@ -27,9 +27,8 @@ const MAX_GROUP: usize = 16;
 const MAX_QROW: usize = 2048;
 /// Threads (= positions per chunk) of the attention kernel.
 const ATTN_BLOCK: u32 = 128;
-/// (token, kv head) pairs from which decode attention runs as one split each (below, each pair has a
-/// counter of finished splits in the scratch).
-const ATTN_COUNTERS: usize = 128;
+/// (token, kv head) pairs from which decode attention runs as one split each.
+const ATTN_SPLIT_MAX_PAIRS: usize = 128;
 /// Most splits of one (token, kv head) pair (hip/attention.hip's MAX_SPLITS).
 const ATTN_MAX_SPLITS: usize = 32;
 /// Blocks decode attention aims at (split across the (token, kv head) pairs, up to 32 splits each);
@@ -40,7 +39,7 @@ fn decode_blocks() -> usize {
 }
 /// Splits per pair of decode attention over `pairs` (token, kv head) pairs.
 fn decode_split_count(pairs: usize) -> usize {
-    if pairs >= ATTN_COUNTERS { 1 } else { (decode_blocks() / pairs.max(1)).clamp(1, ATTN_MAX_SPLITS) }
+    if pairs >= ATTN_SPLIT_MAX_PAIRS { 1 } else { (decode_blocks() / pairs.max(1)).clamp(1, ATTN_MAX_SPLITS) }
 }
 /// Threads of the flash prefill kernel (hip/attention_prefill.hip), and the average run of tokens of
 /// one sequence from which a step goes to it.
@@ -68,15 +67,6 @@ impl GpuBackend {
         Ok(BufId(id))
     }
 
-    /// Whether every token of the step is the only one of its sequence (a decode step).
-    fn one_token_per_seq(&self) -> bool {
-        let mut seen = vec![false; self.step.block_table_start.len()];
-        self.step
-            .token_seq
-            .iter()
-            .all(|&s| seen.get_mut(s as usize).is_some_and(|b| !std::mem::replace(b, true)))
-    }
-
     /// Whether the attention kernel holds `shape`'s query heads per kv head.
     fn check_group(&self, op: &'static str, shape: &AttnShape) -> Result<()> {
         let group = shape.heads / shape.kv_heads;
@@ -95,37 +85,56 @@ impl GpuBackend {
         Ok(())
     }
 
-    /// Flash-decoding: few (token, kv head) pairs get their positions split across many blocks. The
-    /// splits per pair, and where their partial results go: scratch holding [ATTN_COUNTERS] u32 counters
-    /// (zero between launches) and then the partials [n · heads, nsplit, head_dim + 2] f32 (0 and 0 with
-    /// one split).
-    fn decode_splits(
+    /// Records decode attention (flash-decoding: few (token, kv head) pairs get their positions split
+    /// across many blocks, whose partials [n · heads, nsplit, head_dim + 2] f32 go to scratch and are
+    /// merged by attention_combine). `rope`: `q` is the step's fused q|k|v rows and the kernel is
+    /// attention_rope with these RoPE frequencies; else `q` holds the rotated queries.
+    #[allow(clippy::too_many_arguments)]
+    fn record_decode_attention(
         &mut self,
         op: &'static str,
-        shape: &AttnShape,
-        n: usize,
-    ) -> Result<(usize, DevPtr, DevPtr)> {
-        let nsplit = decode_split_count(n * shape.kv_heads);
-        if nsplit == 1 {
-            return Ok((1, 0, 0));
-        }
-        let floats = mul(op, mul(op, n * shape.heads, nsplit)?, shape.head_dim + 2)?;
-        let s = self.scratch(Scratch::Attn, 4 * (ATTN_COUNTERS + floats))?;
-        Ok((nsplit, s + 4 * ATTN_COUNTERS as u64, s))
-    }
-
-    /// Records attention_combine: the nsplit partials of each (token, head) merged into `out`.
-    fn combine_splits(
-        &mut self,
-        part: DevPtr,
+        q: DevPtr,
+        rope: Option<DevPtr>,
+        (kc, vc): (DevPtr, DevPtr),
         out: DevPtr,
         shape: &AttnShape,
+        block_size: usize,
         n: usize,
-        nsplit: usize,
     ) -> Result<()> {
-        let args = Args::new().p(part).p(out).i(shape.head_dim).i(nsplit);
-        let block = (shape.head_dim as u32).next_multiple_of(32);
-        self.launch("attention", "attention_combine", [(n * shape.heads) as u32, 1, 1], block, args)
+        let pairs = n * shape.kv_heads;
+        let nsplit = decode_split_count(pairs);
+        let part = if nsplit > 1 {
+            let floats = mul(op, mul(op, n * shape.heads, nsplit)?, shape.head_dim + 2)?;
+            self.scratch(Scratch::Attn, 4 * floats)?
+        } else {
+            0
+        };
+        let sd = &self.step_dev;
+        let args = rope.map_or_else(|| Args::new().p(q), |f| Args::new().p(q).p(f));
+        let args = args
+            .p(kc)
+            .p(vc)
+            .p(out)
+            .p(part)
+            .p(sd.positions())
+            .p(sd.token_seq())
+            .p(sd.table_start())
+            .p(sd.tables())
+            .i(shape.heads)
+            .i(shape.kv_heads)
+            .i(shape.head_dim)
+            .i(block_size)
+            .f(shape.scale)
+            .i(shape.window.map_or(0, |w| w as usize))
+            .i(nsplit);
+        let kernel = if rope.is_some() { "attention_rope" } else { "attention" };
+        self.launch("attention", kernel, [pairs as u32, nsplit as u32, 1], ATTN_BLOCK, args)?;
+        if nsplit > 1 {
+            let args = Args::new().p(part).p(out).i(shape.head_dim).i(nsplit);
+            let block = (shape.head_dim as u32).next_multiple_of(32);
+            self.launch("attention", "attention_combine", [(n * shape.heads) as u32, 1, 1], block, args)?;
+        }
+        Ok(())
     }
 
     /// The cache `kv` checked against `layer`, `shape` and the step (as the CPU backend checks them).
@@ -585,32 +594,7 @@ impl Backend for GpuBackend {
         if let Some(tokens_per_block) = self.prefill_tile(&shape, n) {
             return self.attention_prefill(qp, (kc, vc), o, &shape, spec.block_size, n, tokens_per_block);
         }
-        let pairs = n * shape.kv_heads;
-        let (nsplit, part, _) = self.decode_splits(op, &shape, n)?;
-        let sd = &self.step_dev;
-        let window = shape.window.map_or(0, |w| w as usize);
-        let args = Args::new()
-            .p(qp)
-            .p(kc)
-            .p(vc)
-            .p(o)
-            .p(part)
-            .p(sd.positions())
-            .p(sd.token_seq())
-            .p(sd.table_start())
-            .p(sd.tables())
-            .i(shape.heads)
-            .i(shape.kv_heads)
-            .i(shape.head_dim)
-            .i(spec.block_size)
-            .f(shape.scale)
-            .i(window)
-            .i(nsplit);
-        self.launch("attention", "attention", [pairs as u32, nsplit as u32, 1], ATTN_BLOCK, args)?;
-        if nsplit > 1 {
-            self.combine_splits(part, o, &shape, n, nsplit)?;
-        }
-        Ok(())
+        self.record_decode_attention(op, qp, None, (kc, vc), o, &shape, spec.block_size, n)
     }
 
     fn fused_rope_attention(
@@ -624,60 +608,26 @@ impl Backend for GpuBackend {
         n: usize,
     ) -> Result<bool> {
         // One kernel only where no token of the step needs another one's key: one token per sequence.
-        // `PRISM_FUSED_ATTN` (A/B runs): 0 keeps the separate kernels, 1 folds RoPE and the KV store into
-        // attention, 2 also merges the splits in attention's last block (slower on the H100).
-        static MODE: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
-        let forced = *MODE.get_or_init(|| knob("PRISM_FUSED_ATTN", |v: &u32| *v <= 2));
-        if n == 0 || !self.one_token_per_seq() || self.prefill_tile(&shape, n).is_some() {
+        if n == 0 || !self.step.one_token_per_seq() || self.prefill_tile(&shape, n).is_some() {
             return Ok(false);
         }
         // By default folded where the attention grid does not fill the GPU (135M: 96 blocks on 132
         // multiprocessors, +1.5-7 % tg128); with a fuller grid (1B: 256 blocks) its blocks waiting on the
-        // qkv gemv measured 3-4 % slower on quantized weights (benches/RESULTS.md).
+        // qkv gemv measured 3-4 % slower on quantized weights (benches/RESULTS.md). `PRISM_FUSED_ATTN=0|1`
+        // forces it (A/B runs).
+        static FORCED: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+        let forced = *FORCED.get_or_init(|| knob("PRISM_FUSED_ATTN", |v: &u32| *v <= 1).map(|v| v == 1));
         let pairs = n * shape.kv_heads;
-        let mode = forced.unwrap_or_else(|| {
-            let blocks = pairs * decode_split_count(pairs);
-            u32::from(self.multiprocessors > 0 && blocks < self.multiprocessors as usize)
-        });
-        if mode == 0 {
+        let blocks = pairs * decode_split_count(pairs);
+        if !forced.unwrap_or(self.multiprocessors > 0 && blocks < self.multiprocessors as usize) {
             return Ok(false);
         }
         let op = "rope_attention";
-        distinct(op, qkv, out)?;
-        distinct(op, inv_freq, out)?;
         let cache = self.kv_for(op, kv, layer, &shape, n)?;
-        let (spec, (kc, vc)) = (cache.spec, cache.layers[layer]);
-        let xp = self.f32s(op, "qkv", qkv, mul(op, n, shape.qkv_width())?)?;
-        let fp = self.f32s(op, "inv_freq", inv_freq, shape.head_dim / 2)?;
-        let o = self.f32s(op, "out", out, mul(op, n, shape.q_width())?)?;
+        let (spec, kv_ptrs) = (cache.spec, cache.layers[layer]);
+        let [xp, fp, o] = check::rope_attention_args(self, qkv, inv_freq, out, &shape, n)?;
         self.check_group(op, &shape)?;
-        let (nsplit, part, counters) = self.decode_splits(op, &shape, n)?;
-        let counters = if mode == 2 { counters } else { 0 };
-        let sd = &self.step_dev;
-        let window = shape.window.map_or(0, |w| w as usize);
-        let args = Args::new()
-            .p(xp)
-            .p(fp)
-            .p(kc)
-            .p(vc)
-            .p(o)
-            .p(part)
-            .p(counters)
-            .p(sd.positions())
-            .p(sd.token_seq())
-            .p(sd.table_start())
-            .p(sd.tables())
-            .i(shape.heads)
-            .i(shape.kv_heads)
-            .i(shape.head_dim)
-            .i(spec.block_size)
-            .f(shape.scale)
-            .i(window)
-            .i(nsplit);
-        self.launch("attention", "attention_rope", [pairs as u32, nsplit as u32, 1], ATTN_BLOCK, args)?;
-        if nsplit > 1 && counters == 0 {
-            self.combine_splits(part, o, &shape, n, nsplit)?;
-        }
+        self.record_decode_attention(op, xp, Some(fp), kv_ptrs, o, &shape, spec.block_size, n)?;
         Ok(true)
     }
 

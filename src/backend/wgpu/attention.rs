@@ -3,7 +3,7 @@
 
 use super::kernels::Kernel;
 use super::{WgpuBackend, u32_of};
-use crate::backend::check::{ActBuffers, distinct, mul};
+use crate::backend::check::{self, mul};
 use crate::backend::tuning::knob;
 use crate::backend::{AttnShape, BufId, KvId, Result};
 
@@ -16,6 +16,18 @@ pub(super) fn attention_kernel(head_dim: usize, rope: bool) -> Kernel {
     }
 }
 
+/// The attention kernels' parameters: heads, kv heads, head_dim, block size, window (0: none), scale.
+pub(super) fn attention_params(op: &'static str, shape: &AttnShape, block_size: usize) -> Result<[u32; 6]> {
+    Ok([
+        u32_of(op, shape.heads)?,
+        u32_of(op, shape.kv_heads)?,
+        u32_of(op, shape.head_dim)?,
+        u32_of(op, block_size)?,
+        shape.window.unwrap_or(0),
+        shape.scale.to_bits(),
+    ])
+}
+
 /// Whether decode steps fold RoPE and the KV store into attention (`PRISM_WGPU_FUSED_ATTN=0` keeps
 /// the two dispatches, for A/B runs).
 fn fused_enabled() -> bool {
@@ -24,16 +36,6 @@ fn fused_enabled() -> bool {
 }
 
 impl WgpuBackend {
-    /// Whether every token of the step is the only one of its sequence (a decode step): then no token
-    /// attends to a key another token of the step stores.
-    fn one_token_per_seq(&self) -> bool {
-        let mut seen = vec![false; self.step.block_table_start.len()];
-        self.step
-            .token_seq
-            .iter()
-            .all(|&s| seen.get_mut(s as usize).is_some_and(|b| !std::mem::replace(b, true)))
-    }
-
     /// [`crate::backend::Backend::fused_rope_attention`]: records the fused kernel for a decode step
     /// and says `true`; `false` (nothing recorded) for other steps or with the knob off.
     #[allow(clippy::too_many_arguments)]
@@ -47,24 +49,13 @@ impl WgpuBackend {
         shape: AttnShape,
         n: usize,
     ) -> Result<bool> {
-        if !fused_enabled() || n == 0 || !self.one_token_per_seq() {
+        if !fused_enabled() || n == 0 || !self.step.one_token_per_seq() {
             return Ok(false);
         }
         let op = "rope_attention";
-        distinct(op, qkv, out)?;
-        distinct(op, inv_freq, out)?;
         let (spec, k, v) = self.kv_for(op, kv, layer, &shape, n)?;
-        let xb = self.f32s(op, "qkv", qkv, mul(op, n, shape.qkv_width())?)?;
-        let fb = self.f32s(op, "inv_freq", inv_freq, shape.head_dim / 2)?;
-        let ob = self.f32s(op, "out", out, mul(op, n, shape.q_width())?)?;
-        let p = [
-            u32_of(op, shape.heads)?,
-            u32_of(op, shape.kv_heads)?,
-            shape.head_dim as u32,
-            u32_of(op, spec.block_size)?,
-            shape.window.unwrap_or(0),
-            shape.scale.to_bits(),
-        ];
+        let [xb, fb, ob] = check::rope_attention_args(self, qkv, inv_freq, out, &shape, n)?;
+        let p = attention_params(op, &shape, spec.block_size)?;
         let groups = mul(op, n, shape.heads)? as u64;
         let kernel = attention_kernel(shape.head_dim, true);
         self.dispatch(kernel, &[xb, k, v, self.step_buf, ob, fb], &p, groups, true)?;
